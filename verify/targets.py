@@ -1,0 +1,72 @@
+"""Resolve a command-line TARGET to an Estimator: a registered name, an expression in
+r, ``path/to/file.py:NAME`` or ``package.module:NAME``."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+from estimators import Estimator, registry
+from verify import UsageError
+from verify.expression import parse_expression
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def load_registry() -> dict[str, Estimator]:
+    try:
+        return registry()
+    except Exception as error:  # noqa: BLE001 - a broken estimator file is bad input
+        raise UsageError(f"cannot load the estimator registry: {type(error).__name__}: {error}") from None
+
+
+def _from_module_file(path_text: str, name: str) -> Estimator:
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"no such file: {path_text}")
+    spec = importlib.util.spec_from_file_location(f"_kl_verify_target_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001
+        raise UsageError(f"cannot import {path_text}: {type(error).__name__}: {error}") from None
+    return _attribute(module, name, path_text)
+
+
+def _from_module(module_name: str, name: str) -> Estimator:
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001
+        raise UsageError(f"cannot import {module_name}: {type(error).__name__}: {error}") from None
+    return _attribute(module, name, module_name)
+
+
+def _attribute(module, name, where) -> Estimator:
+    value = getattr(module, name, None)
+    if not isinstance(value, Estimator):
+        raise UsageError(f"{where} has no Estimator named {name!r}")
+    return value
+
+
+def resolve(target: str) -> Estimator:
+    """The Estimator a TARGET names; UsageError (exit 2) if it names none."""
+    if not isinstance(target, str) or not target.strip():
+        raise UsageError("empty target")
+    known = load_registry()
+    if target in known:
+        return known[target]
+    if ":" in target:
+        where, _, name = target.rpartition(":")
+        if where.endswith(".py") or "/" in where or "\\" in where:
+            return _from_module_file(where, name)
+        if _MODULE.match(where):
+            if "" not in sys.path:
+                sys.path.insert(0, "")
+            return _from_module(where, name)
+        raise UsageError(f"bad target {target!r}: expected NAME, an expression, FILE.py:NAME or module:NAME")
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", target) and target not in ("r",):
+        raise UsageError(f"unknown estimator {target!r}; registered: {', '.join(sorted(known))}")
+    expr = parse_expression(target)
+    return Estimator(name=target, expr=target)

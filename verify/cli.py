@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from verify import UsageError
@@ -29,10 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9_-]*(=.*)?$")
+
+
+def _protect_expressions(argv):
+    """An expression such as "-log(r)" is not an option: a leading space keeps argparse
+    from reading it as one (the expression parser strips it)."""
+    return [f" {a}" if a.startswith("-") and len(a) > 1 and not _OPTION.match(a) else a for a in argv]
+
+
 def main(argv=None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_protect_expressions(sys.argv[1:] if argv is None else list(argv)))
         if args.command is None:
             raise UsageError(f"missing command; one of: {', '.join(COMMANDS)} (see --help)")
         return int(args.run(args))

@@ -54,6 +54,7 @@ def resolve(target: str) -> Estimator:
     """The Estimator a TARGET names; UsageError (exit 2) if it names none."""
     if not isinstance(target, str) or not target.strip():
         raise UsageError("empty target")
+    target = target.strip()
     known = load_registry()
     if target in known:
         return known[target]

@@ -39,10 +39,11 @@ def _child(connection, function, args):
     os._exit(0)
 
 
-def run_all(calls, seconds: float, jobs: int = 1):
+def run_all(calls, seconds: float, jobs: int = 1, on_done=None):
     """Run ``function(*args)`` for each (function, args) in forked children, at most
     ``jobs`` at once, each under a hard limit of ``seconds``.  Returns results in order;
-    a call that timed out gives ``TimedOut``, one that raised gives ``Failed``."""
+    a call that timed out gives ``TimedOut``, one that raised gives ``Failed``.
+    ``on_done(index)`` is called as each call finishes (for progress displays)."""
     context = mp.get_context("fork")
     calls = list(calls)
     results: list = [None] * len(calls)
@@ -52,7 +53,7 @@ def run_all(calls, seconds: float, jobs: int = 1):
         while pending and len(running) < max(1, jobs):
             index, (function, args) = pending.pop(0)
             receive, send = context.Pipe(duplex=False)
-            process = context.Process(target=_child, args=(send, function, args), daemon=True)
+            process = context.Process(target=_child, args=(send, function, args), daemon=False)
             process.start()
             send.close()
             running[receive] = (index, process, time.monotonic() + seconds)
@@ -67,6 +68,8 @@ def run_all(calls, seconds: float, jobs: int = 1):
                 results[index] = Failed("the worker process died")
             connection.close()
             process.join(1)
+            if on_done:
+                on_done(index)
         now = time.monotonic()
         for connection, (index, process, deadline) in list(running.items()):
             if now >= deadline:
@@ -75,6 +78,8 @@ def run_all(calls, seconds: float, jobs: int = 1):
                 connection.close()
                 del running[connection]
                 results[index] = TimedOut(seconds)
+                if on_done:
+                    on_done(index)
     return results
 
 

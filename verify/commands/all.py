@@ -1,11 +1,135 @@
-"""`verify all`: every layer over the whole registry (filled in below)."""
+"""`verify all`: every layer over the whole registry; writes the reports; a CI gate."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
 from verify import UsageError
+from verify.claims import EXIT_OK, EXIT_REFUTED, EXIT_UNDECIDED, REFUTED, SYMBOLIC, UNDECIDED, expand_claims
+from verify.targets import load_registry
+
+PROFILES = ("dev", "ci", "thorough")
 
 
 def add_parser(subparsers):
-    parser = subparsers.add_parser("all", help="run every layer over the registry")
+    parser = subparsers.add_parser("all", help="run every layer over the registry, write reports, gate")
+    parser.add_argument("--out", default="reports", help="report folder (default: reports/)")
+    parser.add_argument("--profile", default="ci", choices=PROFILES, help="floating-point search profile")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="cells run at once (default: all cores)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="hard time limit per symbolic claim, seconds")
+    parser.add_argument("--check", action="store_true",
+                        help="regenerate in memory; exit 1 if the reports in --out are stale")
+    parser.add_argument("--strict", action="store_true", help="also fail (exit 3) on any undecided claim")
     parser.set_defaults(run=run)
 
 
-def run(args):
-    raise UsageError("'all' is not built yet")
+class _Progress:
+    """A live line on a terminal; plain quiet lines in CI or when piped."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.live = stream.isatty() and not os.environ.get("CI")
+        self.done = 0
+
+    def __call__(self, task, total):
+        self.done += 1
+        layer, name = task
+        text = f"[{self.done}/{total}] {layer}{'' if name is None else ' ' + name}"
+        if self.live:
+            self.stream.write("\r\033[K" + text)
+            if self.done == total:
+                self.stream.write("\n")
+        elif self.done == total or self.done % 10 == 0:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _gate(results, strict):
+    """Exit code and the lines that explain it."""
+    lines, code = [], EXIT_OK
+    for problem in results["disagreements"]:
+        lines.append(f"DISAGREEMENT (harness bug): {problem}")
+        code = EXIT_REFUTED
+    for name, record in results["estimators"].items():
+        declared = expand_claims(record["declared"])
+        for error in record["errors"]:
+            lines.append(f"{name}: layer error: {error}")
+        for claim in declared:
+            verdict = record["claims"].get(claim)
+            if verdict is None:
+                lines.append(f"{name}: declared claim {claim} was not decided (layer error)")
+                code = max(code, EXIT_UNDECIDED) if code != EXIT_REFUTED else code
+            elif verdict["verdict"] == REFUTED:
+                example = json.dumps(verdict["counterexample"], sort_keys=True)
+                lines.append(f"{name}: declared claim {claim} is REFUTED: {verdict['detail']}; counterexample {example}")
+                code = EXIT_REFUTED
+            elif verdict["verdict"] == UNDECIDED and code != EXIT_REFUTED:
+                lines.append(f"{name}: declared claim {claim} is undecided: {verdict['detail']}")
+                code = EXIT_UNDECIDED
+        if strict and code != EXIT_REFUTED:
+            for claim, verdict in record["claims"].items():
+                if verdict["verdict"] == UNDECIDED and claim not in declared:
+                    lines.append(f"{name}: {claim} is undecided (--strict)")
+                    code = EXIT_UNDECIDED
+    return code, lines
+
+
+def _matrix(results) -> str:
+    names = list(results["estimators"])
+    short = {"proved": "P", "tested": "T", "refuted": "X", "undecided": "?"}
+    claims = list(SYMBOLIC)
+    for record in results["estimators"].values():
+        claims += [c for c in record["claims"] if c not in claims]
+    width = max(len(c) for c in claims) + 2
+    lines = [" " * width + " ".join(f"{n[:10]:>10}" for n in names)]
+    for claim in claims:
+        cells = []
+        for name in names:
+            record = results["estimators"][name]
+            verdict = record["claims"].get(claim)
+            mark = short[verdict["verdict"]] if verdict else "-"
+            star = "*" if claim in expand_claims(record["declared"]) else " "
+            cells.append(f"{mark + star:>10}")
+        lines.append(f"{claim:<{width}}" + " ".join(cells))
+    lines.append("P proved, T tested, X refuted, ? undecided, - not applicable; * declared")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from verify.collect import collect
+    from verify.report import render
+
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if not 0 < args.timeout <= 3600:
+        raise UsageError("--timeout must be in (0, 3600] seconds")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out} is not a folder")
+    registry = load_registry()
+    results = collect(registry, profile=args.profile, timeout=args.timeout, jobs=args.jobs, progress=_Progress())
+    files = render(results)
+    code, lines = _gate(results, args.strict)
+    print(_matrix(results))
+    for line in lines:
+        print(line)
+    if args.check:
+        stale = sorted(path for path, content in files.items()
+                       if not (out / path).is_file() or (out / path).read_bytes() != content)
+        extra = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
+                       and str(p.relative_to(out)) not in files) if out.is_dir() else []
+        if stale or extra:
+            print(f"reports in {out}/ are stale: {', '.join(stale + extra)[:2000]}")
+            print("regenerate them with: python -m verify all")
+            return EXIT_REFUTED
+        print(f"reports in {out}/ are up to date")
+        return code
+    for path, content in files.items():
+        target = out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.is_file() or target.read_bytes() != content:
+            target.write_bytes(content)
+    print(f"wrote {len(files)} files to {out}/")
+    return code

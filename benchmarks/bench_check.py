@@ -1,0 +1,47 @@
+"""Benchmark: wall time of `python -m verify check EXPR` deciding all 13 symbolic claims.
+
+Target (issue 2): median under 5 s on the 2-core machine.  Run:
+    python benchmarks/bench_check.py
+"""
+import statistics
+import subprocess
+import sys
+import time
+
+from verify.claims import SYMBOLIC
+
+ORDINARY = [
+    "-log(r)",
+    "log(r)**2 / 2",
+    "(r - 1) - log(r)",
+    "log((r - 1)**2 + 1)",
+    "r*log(r) - (r - 1)",
+    "Abs(log(r))",
+    "Min(Max(exp(Min(Max(log(r), -20), 20)) - 1 - Min(Max(log(r), -20), 20), -10), 10)",
+    "-log(r) + 0.5*(r - 1)",
+    "(sqrt(r) - 1)**2",
+    "r*log(r) - (r + 1)*log((r + 1)/2)",
+    "Min((r - 1) - log(r), 10)",
+    "2*((r - 1) - log(r))",
+]
+
+
+def main():
+    claims = ",".join(SYMBOLIC)
+    times = []
+    for expr in ORDINARY:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "verify", "check", expr, "--claims", claims, "--json"],
+                                capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        if result.returncode not in (0, 1, 3):
+            raise SystemExit(f"check failed on {expr!r}: {result.stderr.strip()}")
+        undecided = result.stdout.count('"undecided"')
+        times.append(elapsed)
+        print(f"{elapsed:6.2f} s  undecided={undecided}  {expr}")
+    print(f"median {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} expressions "
+          f"(target: median < 5 s)")
+
+
+if __name__ == "__main__":
+    main()

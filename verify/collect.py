@@ -1,0 +1,156 @@
+"""Run every layer over the registry and return one JSON-ready record (no printing).
+
+Layers stay independent: each is computed on its own, and the cross-checks compare
+their results as plain data.  Timings are kept out so the record is deterministic.
+"""
+from __future__ import annotations
+
+import math
+
+import mpmath
+import sympy as sp
+
+from verify.claims import FLOATING, SYMBOLIC, expand_claims
+from verify.expression import R, as_expression
+from verify.timelimit import Failed, TimedOut, run_all
+
+SCHEMA_VERSION = 1
+SIGNIFICANT_DIGITS = 10  # floats in results.json: stable across runs, ample for reports
+CURVE_LOG_RATIOS = tuple(k / 10 for k in range(-100, 101))
+LAYERS = ("symbolic", "floating", "moments", "gradients")
+
+
+def normalise(value):
+    """Round floats to SIGNIFICANT_DIGITS and spell non-finite ones, recursively."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, dict):
+        return {str(k): normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [normalise(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return normalise(value.item())
+    return str(value)
+
+
+def curve(expr) -> dict:
+    """f against log r on [-10, 10], at 40 digits (for the report's plot)."""
+    function = sp.lambdify(R, expr, modules="mpmath")
+    values = []
+    with mpmath.workdps(40):
+        for t in CURVE_LOG_RATIOS:
+            try:
+                value = function(mpmath.exp(mpmath.mpf(t)))
+                values.append(float(value) if mpmath.im(value) == 0 else float("nan"))
+            except (ValueError, ZeroDivisionError, OverflowError):
+                values.append(float("nan"))
+    return {"log_ratio": list(CURVE_LOG_RATIOS), "f": values}
+
+
+def symbolic_layer(estimator, timeout):
+    from verify import symbolic
+
+    verdicts = symbolic.decide(as_expression(estimator.expr), list(SYMBOLIC), timeout=timeout, jobs=1)
+    return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
+
+
+def floating_layer(estimator, profile):
+    from verify import floating
+
+    if estimator.numeric is None:
+        return {}
+    verdicts = floating.check_claims(estimator, expand_claims(FLOATING), profile=profile)
+    return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
+
+
+def moments_layer(estimator):
+    from verify import exact
+
+    expr = as_expression(estimator.expr)
+    return {family: exact.sweep_moments(expr, family) for family in exact.SWEEP_FAMILIES}
+
+
+def gradients_layer(estimator):
+    from verify import gradients
+
+    return gradients.gradient_table(estimator)
+
+
+def reproductions_layer():
+    from verify import exact
+
+    return exact.reproductions()
+
+
+def _layer_task(layer, estimator, profile, timeout):
+    if layer == "symbolic":
+        return symbolic_layer(estimator, timeout)
+    if layer == "floating":
+        return floating_layer(estimator, profile)
+    if layer == "moments":
+        return moments_layer(estimator)
+    return gradients_layer(estimator)
+
+
+def cross_checks(name, record) -> list[str]:
+    """Disagreements between layers for one estimator: each one is a harness bug."""
+    from verify import gradients
+    from verify.crosscheck import unbiasedness_disagreements
+
+    symbolic_verdicts = {claim: v["verdict"] for claim, v in record["claims"].items() if claim in SYMBOLIC}
+    problems = []
+    for family, sweep in record.get("moments", {}).items():
+        problems += [f"{name}, {family}: {p}" for p in unbiasedness_disagreements(symbolic_verdicts, sweep)]
+    if "gradients" in record:
+        problems += [f"{name}: {p}" for p in gradients.symbolic_disagreements(symbolic_verdicts, record["gradients"])]
+    return problems
+
+
+def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None) -> dict:
+    """Every layer over every estimator, run ``jobs`` cells at a time."""
+    names = sorted(registry)
+    tasks = [(layer, name) for name in names for layer in LAYERS]
+    tasks.append(("reproductions", None))
+    calls = [((reproductions_layer, ()) if layer == "reproductions"
+              else (_layer_task, (layer, registry[name], profile, timeout))) for layer, name in tasks]
+    budget = 600.0
+    results = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(tasks[i], len(tasks))))
+    records = {name: {"expression": str(as_expression(registry[name].expr)),
+                      "source": registry[name].source, "description": registry[name].description,
+                      "declared": list(registry[name].claims), "claims": {}, "errors": []} for name in names}
+    reproduced = None
+    for (layer, name), result in zip(tasks, results):
+        if isinstance(result, (TimedOut, Failed)):
+            message = f"{layer} layer: " + (f"timed out after {budget:g} s" if isinstance(result, TimedOut) else result.error)
+            if name is None:
+                reproduced = {"error": message}
+            else:
+                records[name]["errors"].append(message)
+            continue
+        if layer == "reproductions":
+            reproduced = result
+        elif layer in ("symbolic", "floating"):
+            records[name]["claims"].update(result)
+        else:
+            records[name][layer] = result
+    disagreements = []
+    for name in names:
+        record = records[name]
+        disagreements += cross_checks(name, record)
+        if "moments" in record:
+            record["moments"] = {family: [m.as_json(name) for m in sweep] for family, sweep in record["moments"].items()}
+        record["curve"] = curve(as_expression(registry[name].expr))
+    return normalise({
+        "schema_version": SCHEMA_VERSION,
+        "conventions": "x ~ q, r = p(x)/q(x); KL(q||p) = E_q[-log r] (kl_qp), KL(p||q) = E_q[r log r] (kl_pq)",
+        "profile": profile,
+        "estimators": records,
+        "reproductions": reproduced,
+        "disagreements": disagreements,
+    })

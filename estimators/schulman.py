@@ -1,34 +1,143 @@
 """Schulman's estimators (J. Schulman, "Approximating KL Divergence", 2020).
 
 Conventions of shared/CLAIMS.md: x ~ q, r = p/q, log_ratio = log p - log q.
+
+The numeric implementations are written to keep, in float64, float32, float16 and
+bfloat16, the properties the formulas have (non-negative, finite, accurate to a few
+ulps).  They all follow one scheme: the input arrays are widened to float64, the log
+ratio is formed there as an unevaluated sum ``hi + lo`` (``hi + lo`` equals
+``logp - logq`` exactly, by Knuth's TwoSum), f is evaluated in float64 by a formula
+free of cancellation, and the result is rounded once, correctly, to the input dtype.
+For float32 and the 16-bit dtypes this upcasting makes the result the float64 value
+rounded to the dtype (within 0.5 ulp plus a float64 rounding error); for float64 it is
+a careful float64 evaluation (a few ulps).
 """
 import numpy as np
 
 from estimators import Estimator
 
+try:  # bfloat16 is optional for the registry; the harness requires it
+    import ml_dtypes as _ml_dtypes
+    _BFLOAT16 = np.dtype(_ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover
+    _BFLOAT16 = None
 
-def _log_ratio(logp, logq):
-    return np.subtract(logp, logq)
+# Taylor series switch: |log_ratio| <= SERIES_LIMIT uses the series, beyond it the
+# closed form no longer cancels by more than a factor of about 3.
+SERIES_LIMIT = 1.0
+_SERIES_TERMS = 27  # 1/28! < 2**-100: the truncation error is far below a float64 ulp
+
+
+def input_dtype(logp, logq) -> np.dtype:
+    """The common float dtype of the inputs (bfloat16 included)."""
+    logp, logq = np.asarray(logp), np.asarray(logq)
+    if logp.dtype == logq.dtype:
+        return logp.dtype
+    return np.result_type(logp, logq)
+
+
+def log_ratio_parts(logp, logq):
+    """(hi, lo) in float64 with hi + lo == logp - logq exactly (TwoSum), and the dtype."""
+    dtype = input_dtype(logp, logq)
+    a = np.asarray(logp).astype(np.float64)
+    b = -np.asarray(logq).astype(np.float64)
+    hi = a + b
+    b_virtual = hi - a
+    a_virtual = hi - b_virtual
+    lo = (a - a_virtual) + (b - b_virtual)
+    return hi, lo, dtype
+
+
+def round_to(values, dtype):
+    """float64 values rounded once, to nearest even, to ``dtype``.
+
+    NumPy rounds float64 to float32 and float16 correctly; ml_dtypes goes to bfloat16
+    through float32, which rounds twice.  Rounding to odd into float32 first (24 bits,
+    more than bfloat16's 8 + 2) makes the second rounding correct.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return values
+    if _BFLOAT16 is not None and dtype == _BFLOAT16:
+        with np.errstate(over="ignore"):
+            narrow = values.astype(np.float32)
+            wide = narrow.astype(np.float64)
+        too_far = np.isfinite(values) & (np.abs(wide) > np.abs(values))
+        narrow = np.where(too_far, np.nextafter(narrow, np.float32(0)), narrow)
+        inexact = np.isfinite(values) & (narrow.astype(np.float64) != values)
+        bits = narrow.view(np.uint32) | inexact.astype(np.uint32)
+        return bits.view(np.float32).astype(dtype)
+    with np.errstate(over="ignore"):
+        return values.astype(dtype)
+
+
+def _series(log_ratio, coefficients):
+    """sum_k coefficients[k] * t**(k + 2) by Horner's rule."""
+    total = np.full_like(log_ratio, coefficients[-1])
+    for c in coefficients[-2::-1]:
+        total = total * log_ratio + c
+    return total * log_ratio * log_ratio
+
+
+def _factorial_coefficients(weight):
+    import math
+    return [weight(n) / math.factorial(n) for n in range(2, _SERIES_TERMS + 2)]
+
+
+# k3(t) = e^t - 1 - t = sum_{n>=2} t^n / n!;  kl_pq(t) = t e^t - (e^t - 1) = sum (n - 1) t^n / n!
+_K3_SERIES = _factorial_coefficients(lambda n: 1)
+_KL_PQ_SERIES = _factorial_coefficients(lambda n: n - 1)
+
+
+def k3_float64(hi, lo):
+    """e^t - 1 - t at t = hi + lo, without cancellation."""
+    small = np.abs(hi) <= SERIES_LIMIT
+    with np.errstate(over="ignore", invalid="ignore"):
+        expm1 = np.expm1(hi)
+        closed = (expm1 - hi) + lo * expm1
+        series = _series(np.where(small, hi, 0.0), _K3_SERIES) + lo * expm1
+    return np.where(small, series, closed)
+
+
+def kl_pq_float64(hi, lo):
+    """t e^t - (e^t - 1) = e^t (t - 1) + 1 at t = hi + lo, without cancellation."""
+    small = np.abs(hi) <= SERIES_LIMIT
+    with np.errstate(over="ignore", invalid="ignore"):
+        exp = np.exp(hi)
+        # d/dt [e^t (t - 1) + 1] = t e^t
+        closed = exp * (hi - 1.0) + 1.0 + lo * hi * exp
+        series = _series(np.where(small, hi, 0.0), _KL_PQ_SERIES) + lo * hi * exp
+    return np.where(small, series, closed)
 
 
 def k1_numeric(logp, logq):
-    return -_log_ratio(logp, logq)
+    """-log r, formed exactly in float64 and rounded once to the input dtype."""
+    hi, lo, dtype = log_ratio_parts(logp, logq)
+    return round_to(-(hi + lo), dtype)
 
 
 def k2_numeric(logp, logq):
-    log_ratio = _log_ratio(logp, logq)
-    return log_ratio * log_ratio / 2
+    """(log r)^2 / 2, in float64 (hi^2/2 + hi lo), rounded once to the input dtype."""
+    hi, lo, dtype = log_ratio_parts(logp, logq)
+    return round_to(hi * hi / 2 + hi * lo, dtype)
 
 
 def k3_numeric(logp, logq):
-    log_ratio = _log_ratio(logp, logq)
-    return np.expm1(log_ratio) - log_ratio
+    """(r - 1) - log r: a Taylor series for |log r| <= 1, expm1(t) - t beyond; float64
+    inside, rounded once to the input dtype."""
+    hi, lo, dtype = log_ratio_parts(logp, logq)
+    return round_to(k3_float64(hi, lo), dtype)
 
 
 def kl_pq_numeric(logp, logq):
-    log_ratio = _log_ratio(logp, logq)
-    return np.exp(log_ratio) * log_ratio - np.expm1(log_ratio)
+    """r log r - (r - 1): a Taylor series for |log r| <= 1, e^t (t - 1) + 1 beyond;
+    float64 inside, rounded once to the input dtype."""
+    hi, lo, dtype = log_ratio_parts(logp, logq)
+    return round_to(kl_pq_float64(hi, lo), dtype)
 
+
+_FP_CLAIMS = ("fp_finite", "fp_accurate", "fp_matches_expression")
 
 k1 = Estimator(
     name="k1",
@@ -37,7 +146,7 @@ k1 = Estimator(
     claims=(
         "zero_at_one", "convex", "subexponential_growth", "linear_growth_in_log_ratio",
         "unbiased_kl_qp", "locally_unbiased", "loss_grad_zero", "reward_grad_kl_qp",
-    ),
+    ) + _FP_CLAIMS,
     source="Schulman 2020, 'Approximating KL Divergence': the naive estimator -log r",
     description="Unbiased for KL(q||p) but negative for r > 1; as a loss its expected gradient is zero.",
 )
@@ -49,7 +158,7 @@ k2 = Estimator(
     claims=(
         "zero_at_one", "nonnegative", "unique_minimum_at_one", "subexponential_growth",
         "locally_unbiased", "loss_grad_kl_qp",
-    ),
+    ) + ("fp_nonnegative",) + _FP_CLAIMS,
     source="Schulman 2020, 'Approximating KL Divergence': k2 = (log r)^2 / 2",
     description="Biased but non-negative; as a loss its expected gradient is grad KL(q||p).",
 )
@@ -61,7 +170,7 @@ k3 = Estimator(
     claims=(
         "zero_at_one", "nonnegative", "unique_minimum_at_one", "convex",
         "unbiased_kl_qp", "locally_unbiased", "loss_grad_kl_pq",
-    ),
+    ) + ("fp_nonnegative",) + _FP_CLAIMS,
     source="Schulman 2020, 'Approximating KL Divergence': k3 = (r - 1) - log r",
     description="Unbiased for KL(q||p) and non-negative, but grows like r; as a loss it gives grad KL(p||q).",
 )
@@ -73,7 +182,7 @@ kl_pq = Estimator(
     claims=(
         "zero_at_one", "nonnegative", "unique_minimum_at_one", "convex",
         "unbiased_kl_pq", "locally_unbiased",
-    ),
+    ) + ("fp_nonnegative",) + _FP_CLAIMS,
     source="Schulman 2020, 'Approximating KL Divergence': r log r - (r - 1) estimates KL(p||q) from q-samples",
     description="Unbiased for the forward KL(p||q) from samples of q.",
 )

@@ -112,11 +112,12 @@ def cross_checks(name, record) -> list[str]:
     return problems
 
 
-def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None) -> dict:
-    """Every layer over every estimator, run ``jobs`` cells at a time."""
+def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, layers=LAYERS) -> dict:
+    """Every layer (of ``layers``) over every estimator, run ``jobs`` cells at a time."""
     names = sorted(registry)
-    tasks = [(layer, name) for name in names for layer in LAYERS]
-    tasks.append(("reproductions", None))
+    tasks = [(layer, name) for name in names for layer in LAYERS if layer in layers]
+    if "moments" in layers:
+        tasks.append(("reproductions", None))
     calls = [((reproductions_layer, ()) if layer == "reproductions"
               else (_layer_task, (layer, registry[name], profile, timeout))) for layer, name in tasks]
     budget = 600.0
@@ -150,6 +151,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None) -
         "schema_version": SCHEMA_VERSION,
         "conventions": "x ~ q, r = p(x)/q(x); KL(q||p) = E_q[-log r] (kl_qp), KL(p||q) = E_q[r log r] (kl_pq)",
         "profile": profile,
+        "layers": [layer for layer in LAYERS if layer in layers],
         "estimators": records,
         "reproductions": reproduced,
         "disagreements": disagreements,

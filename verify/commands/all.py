@@ -8,6 +8,7 @@ from pathlib import Path
 
 from verify import UsageError
 from verify.claims import EXIT_OK, EXIT_REFUTED, EXIT_UNDECIDED, REFUTED, SYMBOLIC, UNDECIDED, expand_claims
+from verify.collect import LAYERS
 from verify.targets import load_registry
 
 PROFILES = ("dev", "ci", "thorough")
@@ -21,6 +22,8 @@ def add_parser(subparsers):
     parser.add_argument("--timeout", type=float, default=10.0, help="hard time limit per symbolic claim, seconds")
     parser.add_argument("--check", action="store_true",
                         help="regenerate in memory; exit 1 if the reports in --out are stale")
+    parser.add_argument("--layers", default=",".join(LAYERS),
+                        help=f"comma-separated subset of {','.join(LAYERS)} (default: all)")
     parser.add_argument("--strict", action="store_true", help="also fail (exit 3) on any undecided claim")
     parser.set_defaults(run=run)
 
@@ -28,13 +31,15 @@ def add_parser(subparsers):
 class _Progress:
     """A live line on a terminal; plain quiet lines in CI or when piped."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.live = stream.isatty() and not os.environ.get("CI")
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)()) and not os.environ.get("CI")
         self.done = 0
 
     def __call__(self, task, total):
         self.done += 1
+        if self.stream is None:
+            return
         layer, name = task
         text = f"[{self.done}/{total}] {layer}{'' if name is None else ' ' + name}"
         if self.live:
@@ -53,7 +58,8 @@ def _gate(results, strict):
         lines.append(f"DISAGREEMENT (harness bug): {problem}")
         code = EXIT_REFUTED
     for name, record in results["estimators"].items():
-        declared = expand_claims(record["declared"])
+        declared = [c for c in expand_claims(record["declared"])
+                    if ("symbolic" if c in SYMBOLIC else "floating") in results["layers"]]
         for error in record["errors"]:
             lines.append(f"{name}: layer error: {error}")
         for claim in declared:
@@ -101,6 +107,10 @@ def run(args) -> int:
     from verify.collect import collect
     from verify.report import render
 
+    layers = tuple(layer.strip() for layer in args.layers.split(",") if layer.strip())
+    unknown = [layer for layer in layers if layer not in LAYERS]
+    if unknown or not layers:
+        raise UsageError(f"unknown layer {unknown[0] if unknown else '(none)'!r}; known: {', '.join(LAYERS)}")
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     if not 0 < args.timeout <= 3600:
@@ -109,7 +119,8 @@ def run(args) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out} is not a folder")
     registry = load_registry()
-    results = collect(registry, profile=args.profile, timeout=args.timeout, jobs=args.jobs, progress=_Progress())
+    results = collect(registry, profile=args.profile, timeout=args.timeout, jobs=args.jobs,
+                      progress=_Progress(), layers=layers)
     files = render(results)
     code, lines = _gate(results, args.strict)
     print(_matrix(results))

@@ -1,0 +1,60 @@
+"""pytest plugin (entry point ``pytest11: kl_verify``): assert floating-point claims of
+your own KL implementation in your own tests.
+
+    def test_my_k3(kl_fp_claims):
+        kl_fp_claims(my_k3, expr="(r - 1) - log(r)",
+                     claims=["fp_nonnegative", "fp_accurate"], dtypes=["float32", "bfloat16"])
+
+or, without the fixture, ``from verify.pytest_plugin import assert_fp_claims``.  The
+implementation is any callable ``fn(logp, logq)`` that takes NumPy arrays of one dtype
+(bfloat16 through ml_dtypes) and returns an array-like (``np.asarray`` is applied).
+``--kl-verify-profile`` (dev, ci, thorough; default ci) sets the search effort.
+
+pytest loads this module in every run, so it imports nothing heavy until it is used.
+"""
+from __future__ import annotations
+
+import pytest
+
+_PROFILES = ("dev", "ci", "thorough")
+_PASSING = ("proved", "tested")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("kl_verify", "kl-verify floating-point claims")
+    group.addoption("--kl-verify-profile", default="ci", choices=_PROFILES,
+                    help="search profile for kl_fp_claims / assert_fp_claims (default: ci)")
+
+
+def assert_fp_claims(fn, expr, claims=("fp_nonnegative", "fp_finite", "fp_accurate", "fp_matches_expression"),
+                     dtypes=("float64", "float32", "float16", "bfloat16"), *, profile="ci", fp_ulps=None):
+    """Fail (AssertionError) unless every claim is proved or tested for ``fn`` against the
+    estimator ``expr`` (a string in r); returns the verdicts by expanded claim name."""
+    from verify.floating import check_callable
+
+    if isinstance(claims, str) or isinstance(dtypes, str):
+        raise TypeError("claims and dtypes are lists of names, not one string")
+    verdicts = check_callable(fn, expr, claims=list(claims), dtypes=list(dtypes), profile=profile,
+                              fp_ulps=fp_ulps)
+    failed = {claim: v for claim, v in verdicts.items() if v.verdict not in _PASSING}
+    if failed:
+        lines = [f"{len(failed)} floating-point claim(s) of {getattr(fn, '__name__', fn)!s} "
+                 f"for f(r) = {expr} do not hold:"]
+        for claim, verdict in failed.items():
+            lines.append(f"  {claim}: {verdict.verdict} ({verdict.method}) {verdict.detail}")
+            if verdict.counterexample is not None:
+                lines.append(f"    counterexample: {verdict.counterexample}")
+        raise AssertionError("\n".join(lines))
+    return verdicts
+
+
+@pytest.fixture
+def kl_fp_claims(request):
+    """``assert_fp_claims`` with the profile of ``--kl-verify-profile``."""
+    profile = request.config.getoption("kl_verify_profile", default="ci")
+
+    def check(fn, expr, claims=("fp_nonnegative", "fp_finite", "fp_accurate", "fp_matches_expression"),
+              dtypes=("float64", "float32", "float16", "bfloat16"), *, fp_ulps=None):
+        return assert_fp_claims(fn, expr, claims, dtypes, profile=profile, fp_ulps=fp_ulps)
+
+    return check

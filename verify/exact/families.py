@@ -1,0 +1,369 @@
+"""Distribution families for the exact layer, and a safe parser for their specs.
+
+A spec is one call in Python syntax, parametrized as in ``scipy.stats``:
+``norm(loc, scale)``, ``laplace(loc, scale)``, ``t(df, loc, scale)``,
+``gamma(a, loc, scale)``, ``beta(a, b)``, ``poisson(mu)``, ``categorical(logits=[...])``
+or ``categorical(logits=@path.npy)``, and ``mixture(weights=[...], components=[...])``
+of continuous families on one support.  The spec is parsed by ``ast`` and walked
+against a whitelist; nothing reaches eval.
+
+Each family gives its log-density together with a bound on the absolute rounding
+error of that log-density (``ERROR_ULPS`` ulps of the sum of the magnitudes of the
+terms, which also covers evaluating at the rounded quadrature node).
+"""
+from __future__ import annotations
+
+import ast
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import special
+
+from verify import UsageError
+
+__all__ = ["Family", "parse_family", "Point", "same_support", "FAMILY_NAMES"]
+
+EPS = float(np.finfo(np.float64).eps)
+# Ulps of the term magnitudes allowed for a log-density: each term is a handful of
+# correctly rounded operations plus gammaln/betaln (scipy: within ~1e-15 relative).
+ERROR_ULPS = 16.0
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+MAX_SPEC_LENGTH = 200_000
+MAX_LIST = 200_000
+MAX_COMPONENTS = 64
+MAX_VOCABULARY = 10_000_000
+MAX_DEPTH = 3
+
+
+@dataclass
+class Point:
+    """A quadrature node in every coordinate a family may need, consistent with each other.
+
+    ``x`` on the real line; for a half-line support ``y = x - base`` and ``log_y``; for
+    (0, 1) ``log_x`` and ``log_1mx`` computed from the mapped variable without forming 1 - x.
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None = None
+    log_y: np.ndarray | None = None
+    log_x: np.ndarray | None = None
+    log_1mx: np.ndarray | None = None
+    u: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Family:
+    """One distribution: its name, parameters, canonical spec and support."""
+
+    name: str
+    params: dict
+    spec: str
+    support: str  # "real", "halfline(<base>)", "unit", "counts", "categorical(<n>)"
+    components: tuple = ()
+    weights: tuple = ()
+    logits: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def discrete(self) -> bool:
+        return self.name in ("poisson", "categorical")
+
+    # --- continuous ---------------------------------------------------------------
+    def logpdf(self, point: Point):
+        """(log-density at the point, bound on its absolute error)."""
+        n = self.name
+        P = self.params
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if n == "norm":
+                z = (point.x - P["loc"]) / P["scale"]
+                log_scale = math.log(P["scale"])
+                value = -0.5 * z * z - log_scale - LOG_SQRT_2PI
+                size = z * z + np.abs(z) * np.abs(point.x) / P["scale"] + abs(log_scale) + 1
+                return value, ERROR_ULPS * EPS * size
+            if n == "laplace":
+                z = np.abs(point.x - P["loc"]) / P["scale"]
+                log_norm = math.log(2 * P["scale"])
+                value = -z - log_norm
+                size = z + np.abs(point.x) / P["scale"] + abs(log_norm) + 1
+                return value, ERROR_ULPS * EPS * size
+            if n == "t":
+                df = P["df"]
+                z = (point.x - P["loc"]) / P["scale"]
+                az = np.abs(z)
+                big = az > 1e100
+                zs = np.where(big, 1.0, z)
+                log_kernel = np.where(big, 2 * np.log(np.where(big, az, 1.0)) - math.log(df),
+                                      np.log1p(zs * zs / df))
+                const = (special.gammaln((df + 1) / 2) - special.gammaln(df / 2)
+                         - 0.5 * math.log(df * math.pi) - math.log(P["scale"]))
+                value = const - (df + 1) / 2 * log_kernel
+                # |d log pdf / dz| = (df + 1) |z| / (df + z^2) <= (df + 1) / |z| for huge |z|
+                slope = np.where(big, (df + 1) / np.where(big, az, 1.0), (df + 1) * az / (df + zs * zs))
+                size = (abs(special.gammaln((df + 1) / 2)) + abs(special.gammaln(df / 2))
+                        + abs(math.log(df * math.pi)) + abs(math.log(P["scale"]))
+                        + (df + 1) / 2 * np.abs(log_kernel)
+                        + slope * (1 + np.abs(point.x) / P["scale"]) + 1)
+                return value, ERROR_ULPS * EPS * size
+            if n == "gamma":
+                a, scale = P["a"], P["scale"]
+                log_scale = math.log(scale)
+                y_scaled = point.y / scale
+                value = (a - 1) * (point.log_y - log_scale) - y_scaled - special.gammaln(a) - log_scale
+                size = (abs(a - 1) * (np.abs(point.log_y) + abs(log_scale)) + y_scaled
+                        + abs(special.gammaln(a)) + abs(log_scale)
+                        + (abs(a - 1) + y_scaled) * (1 + np.abs(point.log_y)) + 1)
+                return value, ERROR_ULPS * EPS * size
+            if n == "beta":
+                a, b = P["a"], P["b"]
+                betaln = special.betaln(a, b)
+                value = (a - 1) * point.log_x + (b - 1) * point.log_1mx - betaln
+                size = (abs(a - 1) * np.abs(point.log_x) + abs(b - 1) * np.abs(point.log_1mx)
+                        + abs(betaln) + (abs(a - 1) + abs(b - 1)) * (1 + np.abs(point.u)) + 1)
+                return value, ERROR_ULPS * EPS * size
+            if n == "mixture":
+                parts = [c.logpdf(point) for c in self.components]
+                terms = np.stack([math.log(w) + v for w, (v, _) in zip(self.weights, parts)])
+                value = special.logsumexp(terms, axis=0)
+                # d logsumexp / d v_i is the component's share: a negligible component's
+                # (possibly huge) error counts only through its share
+                shares = np.exp(terms - value)
+                errs = np.stack([e for _, e in parts])
+                err = np.sum(np.where(shares > 0, shares * errs, 0.0), axis=0) * (1 + 1e-6)
+                # logsumexp = max + log(sum exp(terms - max)): rounds on the scale of the largest term
+                size = np.abs(value) + np.abs(np.max(terms, axis=0)) + len(parts)
+                return value, err + ERROR_ULPS * EPS * size
+        raise AssertionError(n)
+
+    # --- discrete -------------------------------------------------------------------
+    def logpmf(self, k=None):
+        """(log-probabilities, error bound) at counts k (poisson) or of every category."""
+        if self.name == "poisson":
+            mu = self.params["mu"]
+            k = np.asarray(k, dtype=np.float64)
+            log_factorial = special.gammaln(k + 1)
+            value = k * math.log(mu) - mu - log_factorial
+            size = k * abs(math.log(mu)) + mu + log_factorial + 1
+            return value, ERROR_ULPS * EPS * size
+        if self.name == "categorical":
+            cached = self.__dict__.get("_log_probabilities")
+            if cached is not None and cached[0] is self.logits:
+                return cached[1]
+            logits = self.logits
+            normalizer = special.logsumexp(logits)
+            value = logits - normalizer
+            size = np.abs(logits) + abs(normalizer) + math.log(len(logits)) + 1
+            result = (value, ERROR_ULPS * EPS * size)
+            object.__setattr__(self, "_log_probabilities", (logits, result))  # a cache, not state
+            return result
+        raise AssertionError(self.name)
+
+    # --- where the mass is (for quadrature breakpoints) ------------------------------
+    def locations(self):
+        """(location, scale) of each continuous component."""
+        if self.name == "mixture":
+            return [pair for c in self.components for pair in c.locations()]
+        P = self.params
+        if self.name in ("norm", "laplace", "t"):
+            return [(P["loc"], P["scale"])]
+        if self.name == "gamma":
+            return [(P["loc"] + P["a"] * P["scale"], P["scale"] * math.sqrt(P["a"]))]
+        if self.name == "beta":
+            a, b = P["a"], P["b"]
+            return [(a / (a + b), math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))))]
+        return []
+
+
+def same_support(p: Family, q: Family) -> None:
+    """UsageError unless p and q live on the same support (the pairs the engine accepts)."""
+    if p.support != q.support:
+        raise UsageError(
+            f"p and q must have the same support (p: {p.spec} on {p.support}; q: {q.spec} on {q.support}); "
+            "accepted: two families on the real line (norm, laplace, t, mixtures of them), two on the same "
+            "half-line (gamma with one loc), two on (0, 1) (beta), two poisson, or two categoricals of one size")
+
+
+# ------------------------------------------------------------------------------------
+# parsing
+
+_SIGNATURES = {
+    "norm": (("loc", 0.0), ("scale", 1.0)),
+    "laplace": (("loc", 0.0), ("scale", 1.0)),
+    "t": (("df", None), ("loc", 0.0), ("scale", 1.0)),
+    "gamma": (("a", None), ("loc", 0.0), ("scale", 1.0)),
+    "beta": (("a", None), ("b", None)),
+    "poisson": (("mu", None),),
+    "categorical": (("logits", None),),
+    "mixture": (("weights", None), ("components", None)),
+}
+FAMILY_NAMES = tuple(_SIGNATURES)
+_POSITIVE = {"scale", "df", "a", "b", "mu"}
+_FILE_TOKEN = re.compile(r"@([^\s,()\[\]'\"]+)")
+
+
+def _fail(message):
+    raise UsageError(f"bad distribution spec: {message}")
+
+
+def _number(node):
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _number(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        value = float(node.value)
+        if not math.isfinite(value):
+            _fail(f"{node.value!r} is not a finite number")
+        return value
+    _fail(f"expected a number, got {ast.unparse(node)[:40]!r}")
+
+
+def _number_list(node, what):
+    if not isinstance(node, (ast.List, ast.Tuple)):
+        _fail(f"{what} must be a list of numbers")
+    if len(node.elts) > MAX_LIST:
+        _fail(f"{what} has more than {MAX_LIST} entries (use logits=@file.npy)")
+    if not node.elts:
+        _fail(f"{what} is empty")
+    return [_number(e) for e in node.elts]
+
+
+def _load_logits(path_text):
+    path = Path(path_text)
+    if path.suffix != ".npy":
+        _fail(f"logits file must be a .npy file, got {path_text!r}")
+    if not path.is_file():
+        _fail(f"no such file: {path_text}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is bad input
+        _fail(f"cannot read {path_text}: {type(error).__name__}")
+    if array.ndim != 1 or array.dtype.kind not in "fiu":
+        _fail(f"{path_text} must hold a 1-D array of real numbers")
+    if not 1 <= array.size <= MAX_VOCABULARY:
+        _fail(f"{path_text} must hold 1 to {MAX_VOCABULARY} logits")
+    return np.asarray(array, dtype=np.float64)
+
+
+def _fmt(value):
+    return repr(float(value))
+
+
+def _build(node, depth, files) -> Family:
+    if depth > MAX_DEPTH:
+        _fail("nested too deeply")
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        _fail(f"expected a call like norm(0, 1), got {ast.unparse(node)[:40]!r}")
+    name = node.func.id
+    if name not in _SIGNATURES:
+        _fail(f"unknown family {name!r}; known: {', '.join(FAMILY_NAMES)}")
+    signature = _SIGNATURES[name]
+    names = [n for n, _ in signature]
+    if len(node.args) > len(signature):
+        _fail(f"{name}() takes at most {len(signature)} positional arguments")
+    given = {}
+    for arg_name, arg in zip(names, node.args):
+        given[arg_name] = arg
+    for keyword in node.keywords:
+        if keyword.arg is None or keyword.arg not in names:
+            _fail(f"{name}() has no parameter {keyword.arg!r}; parameters: {', '.join(names)}")
+        if keyword.arg in given:
+            _fail(f"{name}() got {keyword.arg!r} twice")
+        given[keyword.arg] = keyword.value
+    for arg_name, default in signature:
+        if arg_name not in given and default is None:
+            _fail(f"{name}() needs {arg_name!r}")
+
+    if name == "categorical":
+        value = given["logits"]
+        if isinstance(value, ast.Constant) and isinstance(value.value, str) and value.value in files:
+            path_text = files[value.value]
+            logits = _load_logits(path_text)
+            shown = f"@{path_text}"
+        else:
+            logits = np.array(_number_list(value, "logits"), dtype=np.float64)
+            shown = "[" + ", ".join(_fmt(v) for v in logits) + "]"
+        if not np.all(np.isfinite(logits)):
+            _fail("logits must be finite (drop impossible tokens instead of giving -inf)")
+        if np.ptp(logits) > 700:
+            _fail("logits span more than 700 nats: probabilities below 1e-304 are not supported")
+        return Family("categorical", {}, f"categorical(logits={shown})", f"categorical({logits.size})",
+                      logits=logits)
+
+    if name == "mixture":
+        weights = _number_list(given["weights"], "weights")
+        comps = given["components"]
+        if not isinstance(comps, (ast.List, ast.Tuple)) or not comps.elts:
+            _fail("components must be a non-empty list of families")
+        if len(comps.elts) > MAX_COMPONENTS:
+            _fail(f"at most {MAX_COMPONENTS} components")
+        components = tuple(_build(c, depth + 1, files) for c in comps.elts)
+        if len(weights) != len(components):
+            _fail(f"{len(weights)} weights for {len(components)} components")
+        if any(not (w > 0) for w in weights):
+            _fail("weights must be positive")
+        for c in components:
+            if c.discrete:
+                _fail("mixture components must be continuous families")
+        supports = {c.support for c in components}
+        if len(supports) != 1:
+            _fail(f"mixture components must share one support, got {', '.join(sorted(supports))}")
+        total = math.fsum(weights)
+        if abs(total - 1) > 1e-12:
+            _fail(f"weights must sum to 1 (they sum to {total!r})")
+        weights = tuple(w / total for w in weights)
+        spec = (f"mixture(weights=[{', '.join(_fmt(w) for w in weights)}], "
+                f"components=[{', '.join(c.spec for c in components)}])")
+        return Family("mixture", {}, spec, components[0].support, components=components, weights=weights)
+
+    params = {}
+    for arg_name, default in signature:
+        params[arg_name] = _number(given[arg_name]) if arg_name in given else default
+        if arg_name in _POSITIVE and not params[arg_name] > 0:
+            _fail(f"{name}() needs {arg_name} > 0, got {params[arg_name]!r}")
+        if abs(params[arg_name]) > 1e12 or (arg_name in _POSITIVE and params[arg_name] < 1e-12):
+            _fail(f"{name}() parameter {arg_name}={params[arg_name]!r} is outside [1e-12, 1e12] in size")
+    if name in ("t",) and params["df"] < 0.05:
+        _fail("t() needs df >= 0.05")
+    if name in ("gamma", "beta") and any(params[k] < 0.05 for k in ("a", "b") if k in params):
+        _fail(f"{name}() needs shape parameters >= 0.05")
+    if name == "poisson" and params["mu"] > 1e6:
+        _fail("poisson() needs mu <= 1e6")
+    spec = f"{name}(" + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()) + ")"
+    if name in ("norm", "laplace", "t"):
+        support = "real"
+    elif name == "gamma":
+        support = f"halfline({_fmt(params['loc'])})"
+    elif name == "beta":
+        support = "unit"
+    else:
+        support = "counts"
+    return Family(name, params, spec, support)
+
+
+def parse_family(spec: str) -> Family:
+    """The Family a spec names; UsageError (one line) for anything else."""
+    if not isinstance(spec, str) or not spec.strip():
+        _fail("empty")
+    if len(spec) > MAX_SPEC_LENGTH:
+        _fail(f"longer than {MAX_SPEC_LENGTH} characters")
+    if any(ch in spec for ch in "\x00\n\r;'\""):
+        _fail("only one line, without quotes or semicolons, is allowed")
+    files = {}
+
+    def token(match):
+        key = f"__file_{len(files)}__"
+        files[key] = match.group(1)
+        return repr(key)
+
+    text = _FILE_TOKEN.sub(token, spec.strip())
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as error:
+        _fail(f"syntax error at column {error.offset}: {error.msg}")
+    except (ValueError, RecursionError, MemoryError):
+        _fail("cannot be parsed")
+    try:
+        return _build(tree.body, 0, files)
+    except RecursionError:
+        _fail("nested too deeply")

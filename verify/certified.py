@@ -68,7 +68,7 @@ def _exact_number(value) -> iv.mpf:
 
 
 def _walk(expr, x):
-    if expr is R:
+    if expr == R:  # not "is": a pickled expression may carry an equal copy of R
         return x
     if expr.is_Number or expr in (sp.E, sp.pi):
         if expr.is_Float:

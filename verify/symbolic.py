@@ -119,9 +119,9 @@ def _identically_zero(expr) -> bool:
     if expr == 0:
         return True
     for attempt in (
-        lambda e: sp.expand(sp.expand_log(e, force=True)),
+        lambda e: sp.expand(sp.expand_log(e)),  # r > 0: no forcing needed
         sp.simplify,
-        lambda e: sp.simplify(sp.expand_log(sp.powsimp(sp.together(e)), force=True)),
+        lambda e: sp.simplify(sp.expand_log(sp.powsimp(sp.together(e)))),
     ):
         try:
             if attempt(expr) == 0:
@@ -636,8 +636,6 @@ class _Claims:
             what = f"f(r) < f(1) = {f_one}" if strict else "f(r) < 0"
             return Verdict(REFUTED, "certified interval evaluation", what,
                            _counter_r(found, f=(lo + hi) / 2))
-        if strict:  # f(r) = f(1) at some r != 1 also refutes
-            pass
         if not strict and self.f.is_nonnegative:
             return Verdict(PROVED, "sympy assumptions (r > 0)", "sympy's assumption system derives f >= 0")
         cells = _need_cells(self.analysis)

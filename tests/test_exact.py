@@ -180,11 +180,12 @@ def test_crosscheck_agrees_and_disagrees():
     assert unbiasedness_disagreements({"unbiased_kl_qp": "proved", "unbiased_kl_pq": "refuted"}, k1) == []
     wrong = unbiasedness_disagreements({"unbiased_kl_qp": "proved"}, k2)
     assert wrong and all("p = " in message for message in wrong)
-    # equal-scale normals have KL(q||p) = KL(p||q): k1 shows no bias against KL(p||q) there,
-    # but the poisson pairs do
     assert unbiasedness_disagreements({"unbiased_kl_pq": "refuted"}, k1) == []
-    only_norm = sweep_moments(_expr("k1"), "norm")
-    assert len(unbiasedness_disagreements({"unbiased_kl_pq": "refuted"}, only_norm)) == 1
+    # equal-scale normals have KL(q||p) = KL(p||q): k1 shows no bias against KL(p||q) on
+    # a pure location path, so a refutation must be reported as a disagreement there
+    location_only = [moments(_expr("k1"), parse_family(f"norm({d}, 1.0)"), parse_family("norm(0.0, 1.0)"))
+                     for d in (0.1, 1.0, 2.0)]
+    assert len(unbiasedness_disagreements({"unbiased_kl_pq": "refuted"}, location_only)) == 1
     assert unbiasedness_disagreements({"unbiased_kl_qp": "undecided"}, k2) == []
 
 

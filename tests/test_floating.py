@@ -169,3 +169,16 @@ def test_fuzz_cli_exit_codes():
     assert json.loads(refuted.stdout)["estimators"]["k3_exp"]["fp_nonnegative@bfloat16"]["verdict"] == "refuted"
     bad = _fuzz("k2", "--dtypes", "float8")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_reference_converges_where_low_precision_gives_zero():
+    """k3 at a tiny log ratio is 0 at 128 and 256 bits; the reference must still find
+    t**2/2 (it once compared 8192 bits with the zero and gave up)."""
+    import mpmath
+    from verify.floating import Reference
+
+    t = mpmath.mpf(-2.802596928649634e-45)
+    with mpmath.workprec(400):
+        expected = t**2 / 2 + t**3 / 6  # the series of exp(t) - 1 - t; next term ~1e-180 relative
+    value = Reference("(r - 1) - log(r)").at_log_ratio(t)
+    assert value is not None and abs(value - expected) <= abs(expected) * mpmath.mpf(2) ** -80

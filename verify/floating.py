@@ -115,7 +115,8 @@ def ulp(x, info: DtypeInfo):
 
 
 class Reference:
-    """f at an exact log ratio, by mpmath; ``None`` where f is undefined there."""
+    """f at an exact log ratio, by mpmath; ``None`` where f is undefined there (or no
+    two evaluations agree up to REFERENCE_MAX_BITS: reported, never silently passed)."""
 
     def __init__(self, expr):
         log_ratio = sp.Symbol("t", real=True)
@@ -144,7 +145,7 @@ class Reference:
                     # an exact zero may be every digit cancelling: look again where
                     # no cancellation of float inputs can reach
                     bits = REFERENCE_ZERO_BITS // 2
-                    previous = current
+                    previous = self._at(log_ratio, bits)  # compared with twice this next
                     continue
                 if (abs(current - previous) <= REFERENCE_AGREEMENT * abs(current)
                         or max(abs(current), abs(previous)) <= REFERENCE_TINY):
@@ -368,7 +369,8 @@ def _verdict(run: _DtypeRun, claim: str, profile: str, values_per_dtype: int | N
         return Verdict(UNDECIDED, "failures did not re-check on single inputs",
                        f"{len(tally.failures)} failing input(s) in batches; none fails when called alone")
     sources = run.sources
-    undefined = f"; f undefined at {run.undefined} input(s), skipped" if run.undefined else ""
+    undefined = (f"; no reference at {run.undefined} input(s) (f undefined there, or mpmath did not converge), "
+                 "skipped" if run.undefined else "")
     if claim in run.exhaustive_claims:
         return Verdict(PROVED, "exhaustive enumeration",
                        f"all {sources['exhaustive']} (logp, logq) pairs of {name} in [{DOMAIN[0]:g}, {DOMAIN[1]:g}] "

@@ -259,22 +259,30 @@ def _figures(name, record) -> dict[str, bytes]:
     figure.tight_layout()
     files[f"figures/{name}_f.png"] = _png(figure)
     plt.close(figure)
-    for kind, label in (("bias", "|relative bias| against KL(q||p)"), ("std", "std / KL(q||p)")):
+    for kind, label in (("bias", "|relative bias|"), ("std", "std / KL(q||p)")):
         figure, axes = plt.subplots(figsize=(6, 3.5))
+        omitted = False
         for index, (family, sweep) in enumerate(sorted(record.get("moments", {}).items())):
-            points = []
-            for m in sweep:
-                if not isinstance(m["kl_qp"], float) or m["kl_qp"] <= 0:
-                    continue
-                y = abs(m["relative_bias_qp"]) if kind == "bias" and isinstance(m["relative_bias_qp"], float) else (
-                    _std_over_kl(m) if kind == "std" else math.nan)
-                if math.isfinite(y) and y > 0:
-                    points.append((m["kl_qp"], y))
-            if points:
-                axes.loglog(*zip(*points), marker="o", markersize=3, label=family, color=f"C{index % 10}")
+            keys = ("relative_bias_qp", "relative_bias_pq") if kind == "bias" else ("std",)
+            for key, style in zip(keys, ("-", "--")):
+                points = []
+                for m in sweep:
+                    if not isinstance(m["kl_qp"], float) or m["kl_qp"] <= 0:
+                        continue
+                    y = _std_over_kl(m) if kind == "std" else (
+                        abs(m[key]) if isinstance(m[key], float) else math.nan)
+                    if math.isfinite(y) and y > 0:
+                        points.append((m["kl_qp"], y))
+                    elif kind == "std" and math.isinf(y):
+                        omitted = True
+                if points:
+                    axes.loglog(*zip(*points), style, marker="o", markersize=3, color=f"C{index % 10}",
+                                label=family if style == "-" else None)
         axes.set_xlabel("true KL(q||p)")
         axes.set_ylabel(label)
-        axes.set_title(f"{name}: {label}", fontsize=9)
+        title = (f"{name}: |relative bias|, solid against KL(q||p), dashed against KL(p||q)" if kind == "bias"
+                 else f"{name}: std / KL(q||p)" + ("; infinite variance not drawn" if omitted else ""))
+        axes.set_title(title, fontsize=8)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=7, ncol=2)
         figure.tight_layout()

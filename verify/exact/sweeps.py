@@ -71,8 +71,9 @@ def _categorical():
 
 def _mixture():
     q = "mixture(weights=[0.5, 0.5], components=[norm(-1.0, 1.0), norm(1.0, 1.0)])"
-    return [(f"mixture(weights=[0.5, 0.5], components=[norm({-1.0 + d:.6g}, 1.0), norm({1.0 + d:.6g}, 1.0)])", q)
-            for d in _geometric(0.0141, 3.17)]
+    return [(f"mixture(weights=[0.5, 0.5], components=[norm({-1.0 + d:.6g}, {_scale(d)!r}), "
+             f"norm({1.0 + d:.6g}, {_scale(d)!r})])", q)
+            for d in _geometric(0.01806, 2.308)]
 
 
 _PATHS = {"norm": _norm, "laplace": _laplace, "t": _t, "gamma": _gamma, "beta": _beta,

@@ -76,3 +76,18 @@ def test_committed_reports_are_fresh(capsys):
     out = capsys.readouterr().out
     assert "are up to date" in out, out[-3000:]
     assert code == 0, out[-3000:]
+
+
+def test_entry_point_estimators_are_registered(tmp_path, monkeypatch):
+    """Another package registers estimators through the group kl_verify.estimators."""
+    from importlib.metadata import EntryPoint
+
+    (tmp_path / "other_package_kl.py").write_text(
+        "from estimators import Estimator\n"
+        "theirs = Estimator(name='theirs', expr='Abs(r - 1)', claims=('nonnegative',))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = EntryPoint(name="theirs", value="other_package_kl:theirs", group=estimators.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(estimators, "entry_points",
+                        lambda group: [entry] if group == estimators.ENTRY_POINT_GROUP else [])
+    found = estimators.registry()
+    assert found["theirs"].expr == "Abs(r - 1)" and "k3" in found

@@ -20,7 +20,7 @@ import sympy as sp
 from verify import UsageError
 from verify.expression import R
 
-__all__ = ["T", "compile_estimator", "Node", "evaluate", "constant_shift", "square", "plain"]
+__all__ = ["T", "compile_estimator", "Node", "evaluate", "evaluate_parts", "constant_shift", "square", "plain"]
 
 T = sp.Symbol("t", real=True)
 EPS = float(np.finfo(np.float64).eps)
@@ -38,7 +38,21 @@ class Node:
     value: float = 0.0
 
 
-def _to_node(expr) -> Node:
+def _to_node(expr, memo=None) -> Node:
+    """The tree of ``expr``; equal sub-expressions become one Node object, so that one
+    evaluation computes them once (the evaluation memo is keyed by object)."""
+    if memo is None:
+        memo = {}
+    found = memo.get(expr)
+    # sympy may call 2 and 2.0 equal: share only what is the same tree
+    if found is not None and sp.srepr(found[0]) == sp.srepr(expr):
+        return found[1]
+    node = _build_node(expr, memo)
+    memo.setdefault(expr, (expr, node))
+    return node
+
+
+def _build_node(expr, memo) -> Node:
     if expr == T:
         return Node("t")
     if expr.is_Number or expr in (sp.E, sp.pi):
@@ -55,35 +69,35 @@ def _to_node(expr) -> Node:
                 coeff, base = term.as_coeff_Mul()
                 if isinstance(base, sp.exp) and coeff == -constant:
                     # coeff * exp(a) - coeff = coeff * expm1(a): no cancellation near a = 0
-                    others = [_to_node(a) for j, a in enumerate(rest) if j != i]
-                    expm1 = Node("expm1", (_to_node(base.args[0]),))
+                    others = [_to_node(a, memo) for j, a in enumerate(rest) if j != i]
+                    expm1 = Node("expm1", (_to_node(base.args[0], memo),))
                     scaled = expm1 if coeff == 1 else Node("mul", (Node("const", value=float(coeff)), expm1))
                     return scaled if not others else Node("add", tuple(others) + (scaled,))
-        nodes = [_to_node(a) for a in rest]
+        nodes = [_to_node(a, memo) for a in rest]
         if constant != 0:
-            nodes.append(_to_node(constant))
+            nodes.append(_to_node(constant, memo))
         return nodes[0] if len(nodes) == 1 else Node("add", tuple(nodes))
     if expr.is_Mul:
-        return Node("mul", tuple(_to_node(a) for a in expr.args))
+        return Node("mul", tuple(_to_node(a, memo) for a in expr.args))
     if expr.is_Pow:
         base, exponent = expr.args
         if exponent.is_Integer:
-            return Node("ipow", (_to_node(base),), value=int(exponent))
+            return Node("ipow", (_to_node(base, memo),), value=int(exponent))
         # a real power of a positive base: exp(exponent * log(base))
-        return Node("exp", (Node("mul", (_to_node(exponent), Node("log", (_to_node(base),)))),))
+        return Node("exp", (Node("mul", (_to_node(exponent, memo), Node("log", (_to_node(base, memo),)))),))
     if isinstance(expr, sp.exp):
-        return Node("exp", (_to_node(expr.args[0]),))
+        return Node("exp", (_to_node(expr.args[0], memo),))
     if isinstance(expr, sp.log):
         inner = expr.args[0]
         if inner.is_Add:
             constant = sum((a for a in inner.args if a.is_number), sp.Integer(0))
             if constant == 1:
-                return Node("log1p", (_to_node(inner - 1),))
-        return Node("log", (_to_node(inner),))
+                return Node("log1p", (_to_node(inner - 1, memo),))
+        return Node("log", (_to_node(inner, memo),))
     if isinstance(expr, sp.Abs):
-        return Node("abs", (_to_node(expr.args[0]),))
+        return Node("abs", (_to_node(expr.args[0], memo),))
     if isinstance(expr, (sp.Min, sp.Max)):
-        return Node("min" if isinstance(expr, sp.Min) else "max", tuple(_to_node(a) for a in expr.args))
+        return Node("min" if isinstance(expr, sp.Min) else "max", tuple(_to_node(a, memo) for a in expr.args))
     raise UsageError(f"bad expression: cannot evaluate {type(expr).__name__} exactly")
 
 
@@ -111,23 +125,54 @@ def plain(m, e):
         return np.where(e == 0, m, m * np.exp(np.minimum(e, 1000.0)))
 
 
+# Inside one evaluation a constant stays a Python float and a scale that is zero
+# everywhere stays the scalar 0.0 (numpy broadcasts them): the same arithmetic as on
+# full arrays, without the passes over the arrays.  ``evaluate`` returns full arrays.
+
+
+def _unscaled(e) -> bool:
+    """True when the scale e is zero everywhere (cheap for the scalar 0.0)."""
+    if np.ndim(e) == 0:
+        return e == 0
+    return not np.any(e)
+
+
+def _max_abs_above(m, threshold) -> bool:
+    """any(|m| > threshold) by two reductions (nan compares false, as in the elementwise test)."""
+    if np.ndim(m) == 0:
+        return bool(abs(m) > threshold)
+    if m.size == 0:
+        return False
+    return bool(m.max() > threshold or m.min() < -threshold)
+
+
 def _fold(m, e, err, threshold=math.exp(_FOLD)):
-    big = np.abs(m) > threshold
-    if np.any(big):
+    if _max_abs_above(m, threshold):
+        big = np.abs(m) > threshold
         scale = np.where(big, np.log(np.abs(np.where(big, m, 1.0))), 0.0)
         factor = np.exp(-scale)
         m, err, e = m * factor, err * factor, e + scale
     return m, e, err
 
 
+def _within(value, bound) -> bool:
+    """all(|value| <= bound) (nan gives False, as in the elementwise test)."""
+    if np.ndim(value) == 0:
+        return bool(abs(value) <= bound)
+    if value.size == 0:
+        return True
+    return bool(value.max() <= bound and value.min() >= -bound)
+
+
 def _exp_of(value, err_value, minus_one=False):
     """exp(v) (or expm1) of a plain value with absolute error err_value, range-extended."""
-    if np.all(np.abs(value) <= _FOLD):  # the common case: every value in range
+    if _within(value, _FOLD):  # the common case: every value in range
         growth = np.exp(value)
         m = np.expm1(value) if minus_one else growth
+        capped = err_value if _within(err_value, 700.0) else np.minimum(err_value, 700.0)
         with np.errstate(over="ignore"):
-            err = growth * np.expm1(np.minimum(err_value, 700.0)) + LIBM_ULPS * EPS * np.abs(m)
-        return m, np.zeros_like(value), err
+            err = growth * np.expm1(capped) + LIBM_ULPS * EPS * np.abs(m)
+        return m, 0.0, err
     with np.errstate(over="ignore", invalid="ignore"):
         small = np.abs(value) <= _FOLD  # beyond, exp(v) is kept as (1, v): no overflow, no underflow
         v_small = np.where(small, value, 0.0)
@@ -144,17 +189,51 @@ def _exp_of(value, err_value, minus_one=False):
     return m, e, err
 
 
+def _scaled(constant, part):
+    """c * x for a scalar c: the product bound of "mul" regrouped so that x is passed over
+    fewer times.  That bound, err_c (|x| + err_x) + err_x (|c| + err_c) + 2 eps |c x|, is
+    at most (err_c + 2 eps |c| (1 + eps)) |x| + (|c| + 2 err_c) err_x, since the rounded
+    |c x| is at most |c| |x| (1 + eps/2)."""
+    c, ce, c_err = constant
+    x, xe, x_err = part
+    m = c * x
+    abs_c = abs(float(c))
+    c_err = float(c_err)
+    err = (c_err + 2 * EPS * abs_c * (1 + EPS)) * np.abs(x) + (abs_c + 2 * c_err) * x_err
+    return m, xe if np.ndim(ce) == 0 and ce == 0 else ce + xe, err
+
+
 def evaluate(node: Node, t, t_err):
     """(m, e, err): f = m * exp(e) with |true f - m exp(e)| <= err * exp(e), elementwise."""
+    m, e, err = evaluate_parts(node, t, t_err)
+    shape, dtype = np.shape(t), np.result_type(t)
+    return tuple(np.asarray(x) if np.shape(x) == shape else np.full(shape, x, dtype=dtype) for x in (m, e, err))
+
+
+def evaluate_parts(node: Node, t, t_err):
+    """As ``evaluate``, but a constant part may come back as a scalar (and a scale that is
+    zero everywhere as the scalar 0.0), broadcasting against t."""
+    return _evaluate(node, t, t_err, {})
+
+
+def _evaluate(node: Node, t, t_err, memo):
+    key = id(node)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _evaluate_node(node, t, t_err, memo)
+    return found
+
+
+def _evaluate_node(node: Node, t, t_err, memo):
     op = node.op
     if op == "t":
-        return t, np.zeros_like(t), t_err
+        return t, 0.0, t_err
     if op == "const":
-        value = np.full_like(t, node.value)
-        return value, np.zeros_like(t), np.abs(value) * EPS / 2
+        value = float(node.value)
+        return value, 0.0, abs(value) * EPS / 2
     if op == "add":
-        parts = [evaluate(a, t, t_err) for a in node.args]
-        if not any(np.any(p[1]) for p in parts):
+        parts = [_evaluate(a, t, t_err, memo) for a in node.args]
+        if all(_unscaled(p[1]) for p in parts):
             m = parts[0][0]
             err = parts[0][2]
             magnitude = np.abs(m)
@@ -162,11 +241,12 @@ def evaluate(node: Node, t, t_err):
                 m = m + pm
                 err = err + perr
                 magnitude = magnitude + np.abs(pm)
-            return m, parts[0][1], err + len(parts) * EPS * magnitude
-        e = np.max(np.stack([p[1] for p in parts]), axis=0)
-        m = np.zeros_like(t)
-        err = np.zeros_like(t)
-        magnitude = np.zeros_like(t)
+            return m, 0.0, err + len(parts) * EPS * magnitude
+        shape = np.shape(t)
+        e = np.max(np.stack([np.broadcast_to(p[1], shape) for p in parts]), axis=0)
+        m = 0.0
+        err = 0.0
+        magnitude = 0.0
         with np.errstate(over="ignore", invalid="ignore"):
             for pm, pe, perr in parts:
                 factor = np.exp(pe - e)
@@ -179,27 +259,31 @@ def evaluate(node: Node, t, t_err):
         return m, e, err
     if op == "mul":
         # mantissas above 1e100 are folded first, so that a product of two cannot overflow
-        parts = [_fold(*evaluate(a, t, t_err), threshold=1e100) for a in node.args]
-        m = np.ones_like(t)
-        e = np.zeros_like(t)
-        for pm, pe, _ in parts:
+        parts = [_fold(*_evaluate(a, t, t_err, memo), threshold=1e100) for a in node.args]
+        if len(parts) == 2 and np.ndim(parts[0][0]) == 0 and np.ndim(parts[0][2]) == 0 and np.ndim(parts[0][1]) == 0:
+            return _fold(*_scaled(parts[0], parts[1]))
+        m = parts[0][0]
+        e = parts[0][1]
+        for pm, pe, _ in parts[1:]:
             m = m * pm
             e = e + pe
-        err = np.zeros_like(t)
+        bounds = [np.abs(qm) + qerr for qm, _, qerr in parts]
+        err = None
         for i, (_, _, perr) in enumerate(parts):
-            others = np.ones_like(t)
-            for j, (qm, _, qerr) in enumerate(parts):
+            others = None
+            for j, bound in enumerate(bounds):
                 if j != i:
-                    others = others * (np.abs(qm) + qerr)
-            err = err + perr * others
+                    others = bound if others is None else others * bound
+            term = perr * others
+            err = term if err is None else err + term
         err = err + len(parts) * EPS * np.abs(m)
         return _fold(m, e, err)
     if op == "ipow":
         n = int(node.value)
         # fold so that |m|^n stays below the float range
-        bm, be, berr = _fold(*evaluate(node.args[0], t, t_err), threshold=math.exp(300.0 / max(abs(n), 1)))
+        bm, be, berr = _fold(*_evaluate(node.args[0], t, t_err, memo), threshold=math.exp(300.0 / max(abs(n), 1)))
         if n == 0:
-            return np.ones_like(t), np.zeros_like(t), np.zeros_like(t)
+            return 1.0, 0.0, 0.0
         if n < 0:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 inverse = 1.0 / bm
@@ -210,50 +294,68 @@ def evaluate(node: Node, t, t_err):
             n = -n
         with np.errstate(over="ignore", invalid="ignore"):
             m = bm ** n
-            err = n * (np.abs(bm) + berr) ** (n - 1) * berr + 2 * n * EPS * np.abs(m)
+            # (|m| + d)^(n-1), without a power call for the common squares
+            bound = 1.0 if n == 1 else np.abs(bm) + berr
+            if n > 2:
+                bound = bound ** (n - 1)
+            err = n * bound * berr + 2 * n * EPS * np.abs(m)
         return _fold(m, be * n, err)
     if op in ("exp", "expm1"):
-        am, ae, aerr = evaluate(node.args[0], t, t_err)
-        value = plain(am, ae)
-        with np.errstate(over="ignore", invalid="ignore"):
-            value_err = plain(aerr, ae)
+        am, ae, aerr = _evaluate(node.args[0], t, t_err, memo)
+        if _unscaled(ae):
+            value, value_err = am, aerr
+        else:
+            value = plain(am, ae)
+            with np.errstate(over="ignore", invalid="ignore"):
+                value_err = plain(aerr, ae)
         return _exp_of(value, value_err, minus_one=(op == "expm1"))
     if op in ("log", "log1p"):
-        am, ae, aerr = evaluate(node.args[0], t, t_err)
+        am, ae, aerr = _evaluate(node.args[0], t, t_err, memo)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if op == "log1p":
+            unscaled = _unscaled(ae)
+            if op == "log1p" and unscaled:
+                value = np.log1p(am)
+                base = 1.0 + am
+            elif op == "log1p":
                 scaled = ae > 0
                 # log1p(m e^E) = E + log(m) + log1p(e^-E / m) for the folded case
                 m_plain = np.where(scaled, 0.0, am)
                 value = np.where(scaled, ae + np.log(np.abs(am)) + np.log1p(np.exp(-ae) / am), np.log1p(m_plain))
                 base = np.where(scaled, np.abs(am), 1.0 + am)
             else:
-                value = ae + np.log(am)
+                value = np.log(am) if unscaled else ae + np.log(am)
                 base = np.abs(am)
             # |log(b + d) - log(b)| <= -log1p(-d / b) when d < b
             ratio = aerr / base
-            err = np.where(ratio < 1, -np.log1p(-np.minimum(ratio, 1 - EPS)), np.inf)
-            err = err + LIBM_ULPS * EPS * np.abs(value) + EPS * np.abs(ae)
-        return value, np.zeros_like(t), err
+            if _within(ratio, 1 - EPS) and np.ndim(ratio):  # ratio >= 0: all below 1 - eps
+                err = -np.log1p(-ratio)
+            else:
+                err = np.where(ratio < 1, -np.log1p(-np.minimum(ratio, 1 - EPS)), np.inf)
+            err = err + LIBM_ULPS * EPS * np.abs(value)
+            if not unscaled:
+                err = err + EPS * np.abs(ae)
+        return value, 0.0, err
     if op == "abs":
-        am, ae, aerr = evaluate(node.args[0], t, t_err)
+        am, ae, aerr = _evaluate(node.args[0], t, t_err, memo)
         return np.abs(am), ae, aerr
     if op in ("min", "max"):
-        parts = [evaluate(a, t, t_err) for a in node.args]
-        if not any(np.any(p[1]) for p in parts):
+        parts = [_evaluate(a, t, t_err, memo) for a in node.args]
+        if all(_unscaled(p[1]) for p in parts):
             # min and max are 1-Lipschitz in the sup norm: the error is at most the largest one
             pick = np.minimum if op == "min" else np.maximum
             m, err = parts[0][0], parts[0][2]
             for pm, _, perr in parts[1:]:
                 m, err = pick(m, pm), np.maximum(err, perr)
-            return m, parts[0][1], err
-        values = np.stack([plain(p[0], p[1]) for p in parts])
+            return m, 0.0, err
+        shape = np.shape(t)
+        full = [tuple(np.broadcast_to(x, shape) for x in p) for p in parts]
+        values = np.stack([plain(p[0], p[1]) for p in full])
         pick = np.argmin(values, axis=0) if op == "min" else np.argmax(values, axis=0)
-        m = np.choose(pick, [p[0] for p in parts])
-        e = np.choose(pick, [p[1] for p in parts])
+        m = np.choose(pick, [p[0] for p in full])
+        e = np.choose(pick, [p[1] for p in full])
         # min and max are 1-Lipschitz in the sup norm: the error is at most the largest one
         with np.errstate(over="ignore", invalid="ignore"):
-            errs = np.stack([plain(p[2], p[1]) for p in parts])
+            errs = np.stack([plain(p[2], p[1]) for p in full])
             err_plain = np.max(errs, axis=0)
             err = np.where(e == 0, err_plain, err_plain * np.exp(-np.minimum(e, 700.0)))
         return m, e, err

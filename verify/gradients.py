@@ -332,28 +332,27 @@ def _softmax_log(logits):
     return [v - total for v in logits]
 
 
+def _kl(first, second, family) -> float:
+    """KL(a||b) for a = first, b = second: softmax logits (exact sum at DPS_HIGH) or
+    normal (loc, log scale) parameters (closed form)."""
+    if family == "softmax":
+        with mpmath.workdps(DPS_HIGH):
+            log_a = _softmax_log([mpmath.mpf(v) for v in first])
+            log_b = _softmax_log([mpmath.mpf(v) for v in second])
+            return float(mpmath.fsum(mpmath.exp(a) * (a - b) for a, b in zip(log_a, log_b)))
+    (loc_a, log_scale_a), (loc_b, log_scale_b) = first, second
+    return (log_scale_b - log_scale_a
+            + (math.exp(2 * log_scale_a) + (loc_a - loc_b) ** 2) / (2 * math.exp(2 * log_scale_b)) - 0.5)
+
+
 def kl_qp_value(pair: Pair) -> float:
     """KL(q_theta||p) of a pair (closed form or exact sum)."""
-    if pair.family == "softmax":
-        with mpmath.workdps(DPS_HIGH):
-            logq = _softmax_log([mpmath.mpf(v) for v in pair.theta])
-            logp = _softmax_log([mpmath.mpf(v) for v in pair.p])
-            return float(mpmath.fsum(mpmath.exp(a) * (a - b) for a, b in zip(logq, logp)))
-    (m, s), (mp_, sp_) = pair.theta, pair.p
-    sigma, sigma_p = math.exp(s), math.exp(sp_)
-    return sp_ - s + (sigma ** 2 + (m - mp_) ** 2) / (2 * sigma_p ** 2) - 0.5
+    return _kl(pair.theta, pair.p, pair.family)
 
 
 def kl_pq_value(pair: Pair) -> float:
     """KL(p||q_theta) of a pair."""
-    if pair.family == "softmax":
-        with mpmath.workdps(DPS_HIGH):
-            logq = _softmax_log([mpmath.mpf(v) for v in pair.theta])
-            logp = _softmax_log([mpmath.mpf(v) for v in pair.p])
-            return float(mpmath.fsum(mpmath.exp(b) * (b - a) for a, b in zip(logq, logp)))
-    (m, s), (mp_, sp_) = pair.theta, pair.p
-    sigma, sigma_p = math.exp(s), math.exp(sp_)
-    return s - sp_ + (sigma_p ** 2 + (m - mp_) ** 2) / (2 * sigma ** 2) - 0.5
+    return _kl(pair.p, pair.theta, pair.family)
 
 
 def reference_gradients(pair: Pair):

@@ -80,6 +80,22 @@ KNOWN = {
     "1 - log(r)": dict(reward_grad_kl_qp=P, loss_grad_zero=P, unbiased_kl_qp=X, zero_at_one=X),
     # r - 1 has zero mean: as a loss, r f'(r) - r = 0
     "r - 1": dict(loss_grad_kl_pq=P, unbiased_kl_qp=X, nonnegative=X, convex=P),
+    # Found by red-teaming (each was once wrongly proved). A kink hidden in a square root
+    # of an expanded square: k3 minus a narrow tent on [1.3, 1.301], f(1.3005) = -0.062
+    "(r - 1) - log(r) - 100*(sqrt(r**2 - 2.6*r + 1.69) - 2*sqrt(r**2 - 2.601*r + 1.69130025)"
+    " + sqrt(r**2 - 2.602*r + 1.692601))": dict(nonnegative=X, unique_minimum_at_one=X, convex=X, locally_unbiased=P),
+    # a concave kink at r = 1.5
+    "(r - 1) - log(r) - 0.01*(sqrt(r**2 - 3*r + 2.25) - 0.5)": dict(convex=X, nonnegative=X),
+    "(r - 1)**2 - 0.001*sqrt(r**2 - 4*r + 4) + 0.001": dict(convex=X),
+    # a kink at r = 1 (sympy's one-sided limit of the slope has the wrong sign there)
+    "r - 1 - log(r) - 0.01*sqrt(r**2 - 2*r + 1)": dict(locally_unbiased=X),
+    "-log(r) + sqrt(r**2 - 2*r + 1) - (r - 1)": dict(locally_unbiased=X),
+    # negative only within 1e-20 of sqrt(2): no double shows it
+    "(r - sqrt(2))**2 - 1e-40": dict(nonnegative=X, zero_at_one=X),
+    # zero on a whole interval around 1
+    "Max(r - 1 - log(r), 1e-3) - 1e-3": dict(nonnegative=P, unique_minimum_at_one=X),
+    # negative only for r < 2**-400
+    "r - 1 - log(r) - 1e-6*log(r)**4": dict(nonnegative=X, locally_unbiased=P),
 }
 
 

@@ -133,7 +133,9 @@ def constant_enclosure(value):
 
 
 def certified_sign(lo, hi):
-    """+1 / -1 when the enclosure excludes 0, else None."""
+    """+1 / -1 when the enclosure excludes 0, 0 when it is exactly [0, 0], else None."""
+    if lo == hi == 0:
+        return 0
     if lo > 0:
         return 1
     if hi < 0:

@@ -80,6 +80,33 @@ def _limit(h, point: Point, direction: str):
     return value
 
 
+def _checked_limit(h, point: Point, direction: str):
+    """A one-sided limit at an interior point, checked against certified values of h at
+    r = point -/+ 2**-k: sympy's limit is sometimes wrong there (e.g. it gives
+    (r-1)/sqrt(r**2-2r+1) -> 1 from the left), and a wrong limit must not become a proof."""
+    value = _limit(h, point, direction)
+    step = -1 if direction == "-" else 1
+    samples = []
+    for k in (40, 80):
+        x = (point.lo if step < 0 else point.hi) + step * mpf(2) ** -k * max(1, abs(point.lo))
+        try:
+            samples.append(enclose(h, x))
+        except Uncertain:
+            raise Undecided(f"cannot check the limit of {h} at {point}") from None
+    if value.is_finite:
+        limit_value = constant_enclosure(value)
+        for k, (lo, hi) in zip((40, 80), samples):
+            gap = max(abs(lo - limit_value[1]), abs(hi - limit_value[0]))
+            if gap > mpf(2) ** (-k // 4) * (1 + abs(limit_value[0])):
+                raise Undecided(f"sympy's limit {value} of {h} at {point}{direction} does not match nearby values")
+        return value
+    sign = 1 if value is sp.oo else -1
+    far, near = samples
+    if not (certified_sign(*far) == sign and certified_sign(*near) == sign and abs(near[0]) > abs(far[1])):
+        raise Undecided(f"sympy's limit {value} of {h} at {point}{direction} does not match nearby values")
+    return value
+
+
 def value_at(h, point: Point, direction: str):
     """h at a cell end, approached from inside the cell: an exact sympy value or an
     enclosure (lo, hi)."""
@@ -89,7 +116,7 @@ def value_at(h, point: Point, direction: str):
         value = h.xreplace({R: point.exact})
         if value.is_finite and not value.has(sp.nan, sp.zoo, sp.oo):
             return value
-        return _limit(h, point, direction)
+        return _checked_limit(h, point, direction)
     try:
         return enclose(h, point.lo, point.hi)
     except Uncertain as error:
@@ -207,7 +234,7 @@ def _check_no_missed_sign_change(derivative, a, b, points):
     at any of a few sample points (certified); if it does, a root was missed."""
     ends = [a] + list(points) + [b]
     for left, right in zip(ends, ends[1:]):
-        samples = _samples_between(left, right, 9)
+        samples = _samples_between(left, right, 25)
         signs = {sign_at(derivative, x) for x in samples} - {None}
         if signs == {1, -1}:
             raise Undecided(f"solveset missed a zero of {derivative} in ({left}, {right})")
@@ -397,6 +424,7 @@ class Analysis:
     domain_known: bool
     cells: tuple | None
     cells_error: str = ""
+    breakpoints: tuple = ()  # cusps of fractional powers: always piece ends
 
 
 def _bad_point(x, mode):
@@ -462,8 +490,42 @@ def undefined_point(expr):
     return None
 
 
+def normalise(expr):
+    """Factor the base of every non-integer power, so that a square under a root becomes
+    an Abs (sqrt(r**2 - 2r + 1) -> Abs(r - 1)) and its kink is split like any other."""
+    replacements = {}
+    for node in sp.postorder_traversal(expr):
+        if node.is_Pow and node.args[0].has(R) and not node.args[1].is_integer and node.args[0] is not sp.E:
+            factored = sp.factor(node.args[0])
+            if factored != node.args[0]:
+                replacements[node] = factored ** node.args[1]
+    return expr.xreplace(replacements) if replacements else expr
+
+
+def power_breakpoints(expr):
+    """Zeros in (0, inf) of the bases of non-integer powers: f may have a cusp there that
+    no Abs, Min or Max shows, so no smooth piece may contain one."""
+    points = []
+    for node in sp.preorder_traversal(expr):
+        if node.is_Pow and node.args[0].has(R) and not node.args[1].is_integer and node.args[0] is not sp.E:
+            for cell in decompose(node.args[0]):
+                zeros = roots(cell.expr, cell.a, cell.b)
+                if zeros == "all":
+                    raise Undecided(f"the base {node.args[0]} vanishes on a whole interval")
+                points += zeros
+    unique = []
+    for point in sorted(points, key=lambda p: p.approx):
+        if unique and not unique[-1].hi < point.lo:
+            if unique[-1].exact is not None and point.exact is not None and _identically_zero(unique[-1].exact - point.exact):
+                continue
+            raise Undecided(f"cannot separate the cusps at {unique[-1]} and {point}")
+        unique.append(point)
+    return tuple(unique)
+
+
 @_precise
 def analyse(expr) -> Analysis:
+    expr = normalise(expr)
     try:
         undefined = undefined_point(expr)
         domain_known = True
@@ -472,11 +534,12 @@ def analyse(expr) -> Analysis:
     if undefined is not None:
         return Analysis(expr, undefined, True, None, "")
     try:
-        cells = tuple(decompose(expr))
+        breakpoints = power_breakpoints(expr)
+        cells = tuple(decompose(expr, forced=breakpoints))
         error = ""
     except Undecided as problem:
-        cells, error = None, str(problem)
-    return Analysis(expr, None, domain_known, cells, error)
+        breakpoints, cells, error = (), None, str(problem)
+    return Analysis(expr, None, domain_known, cells, error, breakpoints)
 
 
 # ------------------------------------------------------------------ certified search
@@ -487,6 +550,7 @@ def _scan_points():
     log r and close to r = 1; all exact doubles."""
     with mpmath.workprec(WORKING_BITS):
         points = [mpmath.exp(mpf(k) / 8) for k in range(-8 * 60, 8 * 60 + 1)]
+        points += [mpmath.exp(sign * mpf(k)) for k in range(70, 701, 10) for sign in (1, -1)]
         for k in range(1, 12):
             for sign in (1, -1):
                 points.append(mpmath.exp(sign * mpf(10) ** -k))
@@ -527,15 +591,34 @@ def find_concavity(f):
     exact at WORKING_BITS)."""
     for step in (64, 16, 4, 1):  # wide chords first: a plainer counterexample
         for left, right in zip(SCAN[::step], SCAN[2 * step::step]):
-            middle = mpmath.ldexp(mpmath.fadd(left, right, exact=True), -1)
-            try:
-                fa = enclose(f, left)
-                fb = enclose(f, right)
-                fm = enclose(f, middle)
-            except Uncertain:
-                continue
-            if fm[0] - (fa[1] + fb[1]) / 2 > 0:
-                return left, middle, right, fm[0] - (fa[1] + fb[1]) / 2
+            found = _chord(f, left, right)
+            if found is not None:
+                return found
+    return None
+
+
+def _chord(f, left, right):
+    """(a, m, b, excess) if f(m) > (f(a) + f(b))/2 is certified at m = (a + b)/2, else None."""
+    middle = mpmath.ldexp(mpmath.fadd(left, right, exact=True), -1)
+    try:
+        fa, fb, fm = enclose(f, left), enclose(f, right), enclose(f, middle)
+    except Uncertain:
+        return None
+    excess = fm[0] - (fa[1] + fb[1]) / 2
+    return (left, middle, right, excess) if excess > 0 else None
+
+
+def _chord_near(f, point: Point):
+    """A certified chord counterexample to convexity around a point where f'' < 0 or
+    the slope drops: a, b doubles on either side, ever closer."""
+    if point.is_zero_end or point.is_infinite_end:
+        return None
+    centre = point.approx
+    for k in range(2, 40, 2):
+        step = centre * mpf(2) ** -k
+        found = _chord(f, mpf(float(centre - step)), mpf(float(centre + step)))
+        if found is not None:
+            return found
     return None
 
 
@@ -550,7 +633,7 @@ def _need_cells(analysis: Analysis):
     return analysis.cells
 
 
-def _infimum_argument(cells, transform, strict_away_from_one: bool, what: str):
+def _infimum_argument(cells, transform, strict_away_from_one: bool, what: str, whole=None, continuous=False):
     """Whether transform(piece) >= 0 on every piece (> 0 except at r = 1 when strict).
 
     On each piece the function is constant or strictly monotone between consecutive
@@ -559,7 +642,7 @@ def _infimum_argument(cells, transform, strict_away_from_one: bool, what: str):
     when strict (= 0 allowed only at r = 1); limits at 0 and oo need only be >= 0.
     Returns (True, None), or (False, point) when a candidate fails; raises Undecided when
     a sign is unknown."""
-    for cell in cells:
+    for position, cell in enumerate(cells):
         h = transform(cell.expr)
         if not strict_away_from_one and h.is_nonnegative:
             continue
@@ -578,6 +661,20 @@ def _infimum_argument(cells, transform, strict_away_from_one: bool, what: str):
         for index, point in enumerate(points):
             value = value_at(h, point, "+" if index == 0 else "-")
             sign = sign_of(value)
+            if sign is None and continuous and index in (0, len(points) - 1):
+                # a breakpoint: the function is continuous, so the neighbouring piece
+                # has the same value there and may show its sign
+                neighbour = position - 1 if index == 0 else position + 1
+                if 0 <= neighbour < len(cells):
+                    sign = sign_of(value_at(transform(cells[neighbour].expr), point, "-" if index == 0 else "+"))
+            if sign is None and whole is not None and point.exact is None and not strict_away_from_one:
+                # an isolated breakpoint where the piece touches 0: the whole function
+                # (its Min/Max included) may still be enclosed in [0, ...]
+                try:
+                    if enclose(whole, point.lo, point.hi)[0] >= 0:
+                        continue
+                except Uncertain:
+                    pass
             if sign is None:
                 raise Undecided(f"cannot tell the sign of {what} at r = {point}")
             if sign < 0:
@@ -596,6 +693,13 @@ class _Claims:
         self.f = analysis.expr
 
     # -- helpers
+    def _cells_split_at_one(self):
+        """The smooth pieces with r = 1 as a piece end (claims about f near 1 need it)."""
+        cells = _need_cells(self.analysis)
+        if any(c.a.exact is not None and c.a.exact == 1 for c in cells):
+            return cells
+        return tuple(decompose(self.f, forced=tuple(self.analysis.breakpoints) + (ONE,)))
+
     def _undefined(self):
         point, reason = self.analysis.undefined_at
         try:
@@ -638,11 +742,9 @@ class _Claims:
                            _counter_r(found, f=(lo + hi) / 2))
         if not strict and self.f.is_nonnegative:
             return Verdict(PROVED, "sympy assumptions (r > 0)", "sympy's assumption system derives f >= 0")
-        cells = _need_cells(self.analysis)
-        if strict:
-            cells = decompose(self.f, forced=(ONE,)) if not any(
-                c.a.exact == 1 for c in cells if c.a.exact is not None) else cells
-        ok, point = _infimum_argument(cells, lambda e: e - f_one if strict else e, strict, "f - f(1)" if strict else "f")
+        cells = self._cells_split_at_one() if strict else _need_cells(self.analysis)
+        ok, point = _infimum_argument(cells, lambda e: e - f_one if strict else e, strict,
+                                      "f - f(1)" if strict else "f", whole=self.f, continuous=True)
         if ok:
             return Verdict(PROVED, "monotonicity argument: exact or certified critical points, sympy limits",
                            "on each smooth piece, f is strictly monotone between its critical points; "
@@ -660,46 +762,61 @@ class _Claims:
         else:
             x = point.approx
             candidates = [x] + [x * (1 + s * mpf(2) ** -k) for k in (50, 40, 30, 20, 10) for s in (1, -1)]
+        what = "f(r) <= f(1) at r != 1" if strict else "f(r) < 0"
         for x in candidates:
+            x = mpf(float(x))  # certify the double that the counterexample will show
             if strict and x == 1:
                 continue
             sign = sign_at(h, x)
             if sign is not None and (sign < 0 or (strict and sign <= 0)):
                 lo, hi = enclose(self.f, x)
+                return Verdict(REFUTED, "monotonicity analysis, certified interval evaluation", what,
+                               _counter_r(x, f=(lo + hi) / 2))
+            if strict and sign is None and _identically_zero(h.xreplace({R: to_rational(x)})):
+                return Verdict(REFUTED, "exact evaluation", f"{what}: f(r) = f(1) exactly",
+                               _counter_r(x, f=self.f.xreplace({R: to_rational(x)})))
+        if not point.is_zero_end and not point.is_infinite_end:
+            # the double nearest the point may miss a narrow dip: try 45 digits
+            digits = mpmath.nstr(point.approx, 45)
+            if sign_at(h, digits) == -1:
+                lo, hi = enclose(self.f, digits)
                 return Verdict(REFUTED, "monotonicity analysis, certified interval evaluation",
-                               "f(r) < f(1)" if strict else "f(r) < 0", _counter_r(x, f=(lo + hi) / 2))
-            if strict and sign is None and point.exact is not None and point.exact != 1:
-                value = h.xreplace({R: point.exact})
-                if _identically_zero(value):
-                    return Verdict(REFUTED, "exact evaluation", f"f({point.exact}) = f(1) at r = {point.exact} != 1",
-                                   {"r": float(sp.N(point.exact, 17)), "exact_r": str(point.exact)})
+                               f"{what} (r given to 45 digits)", {"r": digits, "f": _fmt((lo + hi) / 2)})
+        if strict and point.exact is not None and point.exact != 1 and _identically_zero(h.xreplace({R: point.exact})):
+            return Verdict(REFUTED, "exact evaluation", f"f({point.exact}) = f(1) at r = {point.exact} != 1",
+                           {"r": float(sp.N(point.exact, 17)), "exact_r": str(point.exact)})
         raise Undecided(f"a candidate value at r = {point} looks negative but no counterexample was certified")
 
     def convex(self):
         found = find_concavity(self.f)
         if found is not None:
-            a, m, b, excess = found
-            return Verdict(REFUTED, "certified chord test",
-                           "f((a+b)/2) > (f(a) + f(b))/2 for the two ratios r = [a, b]",
-                           {"r": [_fmt(a), _fmt(b)], "midpoint": mpmath.nstr(m, 40),
-                            "midpoint_excess": _fmt(excess)})
+            return self._chord_verdict(found)
         cells = _need_cells(self.analysis)
         ok, point = _infimum_argument(cells, lambda e: sp.diff(e, R, 2), False, "f''")
         if not ok:
-            x = point.approx if not (point.is_zero_end or point.is_infinite_end) else None
-            if x is not None and sign_at(sp.diff(cell_at(cells, x).expr, R, 2), x) == -1:
-                return Verdict(REFUTED, "certified second derivative", "f''(r) < 0",
-                               {"r": _fmt(x), "f2": _fmt(enclose(sp.diff(cell_at(cells, x).expr, R, 2), x)[0])})
-            raise Undecided(f"f'' looks negative near r = {point} but no counterexample was certified")
+            found = _chord_near(self.f, point)
+            if found is None:
+                raise Undecided(f"f'' looks negative near r = {point} but no chord counterexample was certified")
+            return self._chord_verdict(found)
         for left, right in zip(cells, cells[1:]):
             jump = sp.diff(right.expr, R) - sp.diff(left.expr, R)
             sign = sign_of(value_at(jump, left.b, "+"))
             if sign is None:
                 raise Undecided(f"cannot tell the slope jump at r = {left.b}")
             if sign < 0:
-                raise Undecided(f"concave kink at r = {left.b} but the chord test found no counterexample")
+                found = _chord_near(self.f, left.b)
+                if found is None:
+                    raise Undecided(f"concave kink at r = {left.b} but no chord counterexample was certified")
+                return self._chord_verdict(found)
         return Verdict(PROVED, "f'' >= 0 on each smooth piece (monotonicity argument), slopes increase at breakpoints",
                        f"{len(cells)} smooth piece(s)")
+
+    @staticmethod
+    def _chord_verdict(found):
+        a, m, b, excess = found
+        return Verdict(REFUTED, "certified chord test",
+                       "f((a+b)/2) > (f(a) + f(b))/2 for the two ratios r = [a, b]",
+                       {"r": [_fmt(a), _fmt(b)], "midpoint": mpmath.nstr(m, 40), "midpoint_excess": _fmt(excess)})
 
     def subexponential_growth(self):
         return self._growth(MAX_GROWTH_POWER, "subexponential_growth")
@@ -804,9 +921,7 @@ class _Claims:
                 return Verdict(REFUTED, "exact evaluation", f"f(1) = {f_one} != 0: biased when p = q", example)
             if not _identically_zero(f_one):
                 raise Undecided(f"cannot tell whether f(1) = {f_one} is 0")
-        cells = _need_cells(self.analysis)
-        if not any(c.a.exact is not None and c.a.exact == 1 for c in cells):
-            cells = decompose(self.f, forced=(ONE,))
+        cells = self._cells_split_at_one()
         slope = lambda e: (e + shift) / (R - 1)  # noqa: E731 - constant c iff unbiased
         constant, found = self._constant_pieces(slope, cells, f"({what}) / (r - 1)")
         if constant:
@@ -826,9 +941,7 @@ class _Claims:
             if sign_of(f_one):
                 return Verdict(REFUTED, "exact evaluation", f"f(1) = {f_one} != 0", _counter_r(1, f=sp.N(f_one, 17)))
             raise Undecided(f"cannot tell whether f(1) = {f_one} is 0")
-        cells = _need_cells(self.analysis)
-        if not any(c.a.exact is not None and c.a.exact == 1 for c in cells):
-            cells = decompose(self.f, forced=(ONE,))
+        cells = self._cells_split_at_one()
         left = next(c for c in cells if c.b.exact is not None and c.b.exact == 1)
         right = next(c for c in cells if c.a.exact is not None and c.a.exact == 1)
         values = {}
@@ -893,9 +1006,15 @@ def _two_point_pair(f, r1, r2):
     mean = sum(qi * f.xreplace({R: ri}) for qi, ri in zip(q, ratios))
     kl_qp = sum(-qi * sp.log(ri) for qi, ri in zip(q, ratios))
     kl_pq = sum(qi * ri * sp.log(ri) for qi, ri in zip(q, ratios))
+    def number(value):
+        """A float, or 20 digits where a float would show 0 for a non-zero value."""
+        value = sp.N(value, 20)
+        as_float = float(value)
+        return as_float if as_float != 0 or value == 0 else str(value)
+
     return {
         "q": [str(x) for x in q], "p": [str(x) for x in p],
-        "mean": _fmt(sp.N(mean, 20)), "kl_qp": _fmt(sp.N(kl_qp, 20)), "kl_pq": _fmt(sp.N(kl_pq, 20)),
+        "mean": number(mean), "kl_qp": number(kl_qp), "kl_pq": number(kl_pq),
         "note": "two-point distributions on {x1, x2}; mean = E_q[f(p/q)]",
     }
 

@@ -145,6 +145,9 @@ def _identically_zero(expr) -> bool:
     """True only when sympy reduces expr to 0 exactly."""
     if expr == 0:
         return True
+    for x in (mpf(3) / 7, mpf(13) / 5):  # certainly non-zero somewhere: no simplify needed
+        if sign_at(expr, x) in (1, -1):
+            return False
     for attempt in (
         lambda e: sp.expand(sp.expand_log(e)),  # r > 0: no forcing needed
         sp.simplify,
@@ -187,26 +190,74 @@ def _strictly_inside(point: Point, a: Point, b: Point):
     raise Undecided(f"cannot place {point} relative to ({a}, {b})")
 
 
+_LOG_RATIO = sp.Dummy("u", real=True)
+ROOT_WIDTH = sp.Rational(1, 10 ** 40)
+
+
+def _polynomial_solutions(g, a: Point, b: Point):
+    """Zeros of g in (a, b) when g's numerator is a polynomial in r or in u = log r and its
+    denominator has one sign: isolated by exact real-root isolation (Poly.intervals).
+    None when g is not of that form."""
+    for variable in (R, _LOG_RATIO):
+        expr = g if variable == R else sp.expand_log(g.xreplace({R: sp.exp(_LOG_RATIO)}))
+        numerator, denominator = sp.fraction(sp.together(expr))
+        if variable == _LOG_RATIO and numerator.has(sp.exp):
+            continue
+        if not (numerator.is_polynomial(variable) and numerator.has(variable)):
+            continue
+        if not (denominator.is_positive or denominator.is_negative):
+            continue
+        try:
+            polynomial = sp.Poly(numerator, variable, domain="QQ")  # rational coefficients only
+        except (sp.PolynomialError, sp.polys.polyerrors.CoercionFailed, NotImplementedError, ValueError):
+            return None
+        points = []
+        for (low, high), _ in polynomial.intervals(eps=ROOT_WIDTH):
+            if variable == R:
+                point = Point.at(low) if low == high else Point(None, *_rational_hull(low, high))
+            elif low == high:
+                point = Point.at(sp.exp(low))
+            else:
+                point = Point(None, constant_enclosure(sp.exp(low))[0], constant_enclosure(sp.exp(high))[1])
+            if (variable == R and high <= 0) or point.hi <= 0:
+                continue
+            if _strictly_inside(point, a, b):
+                points.append(point)
+        return _sort_points(points)
+    return None
+
+
+def _rational_hull(low, high):
+    return constant_enclosure(low)[0], constant_enclosure(high)[1]
+
+
 def _exact_solutions(g, a: Point, b: Point):
-    """Zeros of g in (a, b) from solveset, or None when solveset gives no explicit set."""
+    """Zeros of g in (a, b) from solveset (or exact real-root isolation of a polynomial
+    numerator), or None when neither gives an explicit set."""
+    polynomial = _polynomial_solutions(g, a, b)  # exact, and never hangs like solveset can
+    if polynomial is not None:
+        return polynomial
     try:
         solutions = sp.solveset(g, R, _interval(a, b))
     except (NotImplementedError, ValueError, TypeError, RecursionError):
-        return None
+        return _polynomial_solutions(g, a, b)
     if solutions is sp.S.EmptySet:
         return []
     if isinstance(solutions, sp.FiniteSet):
         points = []
         for s in solutions:
             if not (s.is_number and s.is_real):
-                return None
-            point = Point.at(s)
+                return _polynomial_solutions(g, a, b)
+            try:
+                point = Point.at(s)
+            except Uncertain:  # e.g. a CRootOf: no interval rule
+                return _polynomial_solutions(g, a, b)
             if _strictly_inside(point, a, b):
                 points.append(point)
         return _sort_points(points)
     if isinstance(solutions, (sp.Interval, sp.Union)) and _identically_zero(g):
         return "all"
-    return None
+    return _polynomial_solutions(g, a, b)
 
 
 def critical_points(h, a: Point, b: Point, depth=0):

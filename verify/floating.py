@@ -196,6 +196,10 @@ class _DtypeRun:
     worst_input: tuple | None = None
     error: str | None = None
     exhaustive_claims: tuple = ()
+    # what the deterministic grid alone found: reports quote these, so that they do not
+    # change with the hypothesis version (its derandomized examples do)
+    grid_failures: dict = field(default_factory=dict)
+    grid_undefined: int = 0
 
     def evaluate(self, logp, logq) -> np.ndarray:
         np_dtype = numpy_dtype(self.info.name)
@@ -354,8 +358,13 @@ def _verdict(run: _DtypeRun, claim: str, profile: str, values_per_dtype: int | N
     if run.error is not None:
         return Verdict(UNDECIDED, "implementation failed", run.error)
     if tally.failures:
-        ordered = sorted(tally.failures, key=lambda f: (-f[0], f[1], f[2]))
-        for severity, logp, logq, _, _, note in ordered[:20]:
+        on_grid = run.grid_failures.get(claim, 0)
+        # the grid's worst failures first (deterministic), then hypothesis's
+        ordered = (sorted(tally.failures[:on_grid], key=lambda f: (-f[0], f[1], f[2]))[:20]
+                   + sorted(tally.failures[on_grid:], key=lambda f: (-f[0], f[1], f[2]))[:20])
+        found = (f"{on_grid} of {run.sources['grid']} grid inputs fail" if on_grid
+                 else f"hypothesis (profile {profile}) found failing inputs; the grid of {run.sources['grid']} did not")
+        for severity, logp, logq, _, _, note in ordered:
             rechecked = _recheck(run, claim, logp, logq)
             if rechecked is None:
                 continue
@@ -364,13 +373,12 @@ def _verdict(run: _DtypeRun, claim: str, profile: str, values_per_dtype: int | N
                 exact = run.reference.at(logp, logq)
             counterexample = {"logp": logp, "logq": logq, "dtype": name, "value": _json_float(value),
                               "exact": _exact_json(exact) if exact is not None else None}
-            return Verdict(REFUTED, f"counterexample ({note})",
-                           f"{len(tally.failures)} failing input(s) of {tally.checked} checked", counterexample)
+            return Verdict(REFUTED, f"counterexample ({note})", found, counterexample)
         return Verdict(UNDECIDED, "failures did not re-check on single inputs",
                        f"{len(tally.failures)} failing input(s) in batches; none fails when called alone")
     sources = run.sources
-    undefined = (f"; no reference at {run.undefined} input(s) (f undefined there, or mpmath did not converge), "
-                 "skipped" if run.undefined else "")
+    undefined = (f"; no reference at {run.grid_undefined} grid input(s) (f undefined there, or mpmath did not "
+                 "converge), skipped" if run.grid_undefined else "")
     if claim in run.exhaustive_claims:
         return Verdict(PROVED, "exhaustive enumeration",
                        f"all {sources['exhaustive']} (logp, logq) pairs of {name} in [{DOMAIN[0]:g}, {DOMAIN[1]:g}] "
@@ -378,10 +386,10 @@ def _verdict(run: _DtypeRun, claim: str, profile: str, values_per_dtype: int | N
     if tally.checked == 0:
         return Verdict(UNDECIDED, "no input could be checked", f"f undefined at every input tried{undefined}")
     return Verdict(TESTED, "dense grid + hypothesis",
-                   f"{tally.checked} inputs in [{DOMAIN[0]:g}, {DOMAIN[1]:g}]: a grid of {sources['grid']} pairs "
+                   f"inputs in [{DOMAIN[0]:g}, {DOMAIN[1]:g}]: a grid of {sources['grid']} pairs "
                    f"(log-spaced anchors x log-spaced log-ratio steps from 1e-300 to 60, both signs) and "
-                   f"{sources['hypothesis']} hypothesis examples (profile {profile}, targeting the worst error); "
-                   f"no failure{undefined}")
+                   f"{_PROFILE_SIZES[profile]['max_examples']} hypothesis examples (profile {profile}, targeting "
+                   f"the worst error); no failure{undefined}")
 
 
 def _run_dtype(numeric, reference, accurate_ulps, name, profile, claims) -> tuple[_DtypeRun, int | None]:
@@ -392,6 +400,8 @@ def _run_dtype(numeric, reference, accurate_ulps, name, profile, claims) -> tupl
     try:
         logp, logq = _grid(info, sizes["anchors"], sizes["deltas"])
         run.check_batch(logp, logq, "grid")
+        run.grid_failures = {claim: len(tally.failures) for claim, tally in run.tallies.items()}
+        run.grid_undefined = run.undefined
         _hypothesis_search(run, profile)
         if sizes["exhaustive"] and name in ("float16", "bfloat16") and "fp_nonnegative" in claims:
             values_per_dtype = _exhaustive_nonnegative(run)

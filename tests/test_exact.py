@@ -52,7 +52,7 @@ def _check(value, error, literal, rtol, what):
         f"{what}: true error {deviation:.3g} exceeds the reported bound {error:.3g}")
 
 
-@pytest.mark.parametrize("case", _cases())
+@pytest.mark.parametrize("case", list(_cases()))
 def test_moments_match_references(case):
     p, q = parse_family(case["p"]), parse_family(case["q"])
     for name, entry in case["estimators"].items():

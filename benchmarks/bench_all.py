@@ -1,0 +1,24 @@
+"""Benchmark: wall time of `python -m verify all --profile ci` (issue 6 target: < 60 s on
+the 2-core machine).  Writes to a temporary folder, so the committed reports stay as
+they are.  Run:
+    python benchmarks/bench_all.py
+"""
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def main():
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "verify", "all", "--profile", "ci", "--out", out],
+                                capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+    print(f"verify all --profile ci: {elapsed:.1f} s, exit {result.returncode} (target < 60 s)")
+    if result.returncode not in (0, 3):
+        print(result.stdout[-2000:], result.stderr[-2000:])
+
+
+if __name__ == "__main__":
+    main()

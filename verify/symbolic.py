@@ -179,6 +179,10 @@ def _sort_points(points):
 
 
 def _strictly_inside(point: Point, a: Point, b: Point):
+    if point.hi <= 0:
+        return False
+    if point.lo <= 0:
+        raise Undecided(f"cannot tell whether {point} is positive")
     inside_a = a.is_zero_end or a.hi < point.lo
     inside_b = b.is_infinite_end or point.hi < b.lo
     outside = (not a.is_zero_end and point.hi <= a.lo) or (not b.is_infinite_end and point.lo >= b.hi)

@@ -94,6 +94,10 @@ KNOWN = {
     "(r - sqrt(2))**2 - 1e-40": dict(nonnegative=X, zero_at_one=X),
     # zero on a whole interval around 1
     "Max(r - 1 - log(r), 1e-3) - 1e-3": dict(nonnegative=P, unique_minimum_at_one=X),
+    # growth: any power of log r is subexponential; exp(sqrt|log r|) outgrows every power
+    "log(r)**9": dict(subexponential_growth=P, linear_growth_in_log_ratio=X),
+    "exp(sqrt(Abs(log(r)))) - 1": dict(subexponential_growth=X, zero_at_one=P),
+    "r**0.001 - 1": dict(subexponential_growth=X),
     # negative only for r < 2**-400
     "r - 1 - log(r) - 1e-6*log(r)**4": dict(nonnegative=X, locally_unbiased=P),
 }

@@ -874,7 +874,7 @@ class _Claims:
                        {"r": [_fmt(a), _fmt(b)], "midpoint": mpmath.nstr(m, 40), "midpoint_excess": _fmt(excess)})
 
     def subexponential_growth(self):
-        return self._growth(MAX_GROWTH_POWER, "subexponential_growth")
+        return self._growth(math.inf, "subexponential_growth")  # any finite power will do
 
     def linear_growth_in_log_ratio(self):
         return self._growth(1, "linear_growth_in_log_ratio")
@@ -890,26 +890,30 @@ class _Claims:
                     powers.append(k)
                     break
             else:
-                powers.append(None)
-        worst = None if None in powers else max(powers)
+                # beyond |log r|^8: if log|f| / log|log r| -> L < oo, then |f| <= |log r|^(L+1)
+                # near that end
+                ratio = _limit(sp.log(sp.Abs(expr)) / sp.log(sp.Abs(sp.log(R))), point, direction)
+                powers.append(int(sp.floor(ratio)) + 1 if ratio.is_finite and ratio.is_real
+                              else ("every" if ratio is sp.oo else None))
+        worst = None if (None in powers or "every" in powers) else max(powers)
         if worst is not None and worst <= max_power:
             return Verdict(PROVED, "sympy limits at r -> 0+ and r -> oo; f continuous on (0, oo)",
                            f"f / |log r|^{worst} stays bounded at both ends")
         # refute: at some end, f / |log r|^max_power is unbounded
         for (expr, point, direction), k in zip(ends, powers):
-            if k is not None and k <= max_power:
+            if k is not None and k != "every" and k <= max_power:
                 continue
-            if k is None and claim == "subexponential_growth":
+            if k == "every" and claim == "subexponential_growth":
                 power = _limit(sp.log(sp.Abs(expr)) / sp.Abs(sp.log(R)), point, direction)
-                if not (power.is_positive or power is sp.oo):
-                    raise Undecided("f outgrows |log r|^8 but not like a power of r")
-                detail = f"|f| grows like a power of r (log|f| / |log r| -> {power}) as r -> {point}"
+                detail = (f"|f| grows like a power of r (log|f| / |log r| -> {power}) as r -> {point}"
+                          if power.is_positive or power is sp.oo else
+                          f"log|f| / log|log r| -> oo as r -> {point}: f outgrows every power of log r")
+            elif claim == "subexponential_growth":
+                raise Undecided("growth not settled")
             else:
                 detail = f"f / |log r|^{max_power} is unbounded as r -> {point}"
-            x = mpf(2) ** (-200 if point.is_zero_end else 200)
-            lo, hi = enclose(expr, x)
             return Verdict(REFUTED, "sympy limits (Gruntz)", detail,
-                           {"r": _fmt(x), "f": _fmt((lo + hi) / 2), "r_to": str(point.exact)})
+                           _growth_witness(expr, point, 1 if claim == "linear_growth_in_log_ratio" else 8))
         raise Undecided("growth not settled")
 
     # -- identities
@@ -1024,6 +1028,24 @@ class _Claims:
         if slope_jump is None:
             raise Undecided("cannot compare the one-sided slopes at r = 1")
         return Verdict(PROVED, "exact derivatives at r = 1", "f(1) = 0, f'(1-) = f'(1+), f''(1) = 1 on both sides")
+
+
+def _growth_witness(expr, point: Point, power: int) -> dict:
+    """A ratio where the growth shows: |f(r)| > 10 (1 + |log r|^power), certified; r is a
+    string exp(t) when it is beyond double range.  (The refutation itself is the limit.)"""
+    sign = -1 if point.is_zero_end else 1
+    for j in range(3, 21):
+        t = sign * mpf(2) ** j
+        x = mpmath.exp(t)
+        try:
+            lo, hi = enclose(expr, x)
+        except Uncertain:
+            continue
+        if min(abs(lo), abs(hi)) > 10 * (1 + abs(t) ** power) and lo * hi > 0:
+            shown = _fmt(x) if mpf("1e-300") < x < mpf("1e300") else f"exp({int(t)})"
+            return {"r": shown, "f": mpmath.nstr((lo + hi) / 2, 17), "r_to": str(point.exact),
+                    "note": f"|f(r)| > 10 (1 + |log r|^{power}) here; the refutation is the limit"}
+    return {"r_to": str(point.exact), "note": "the refutation is the limit; no finite witness below |log r| = 2**20"}
 
 
 def _pair_across_one(cells, slope, x1, v1, x2, v2):

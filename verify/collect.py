@@ -11,7 +11,7 @@ import mpmath
 import sympy as sp
 
 from verify.claims import FLOATING, SYMBOLIC, expand_claims
-from verify.expression import R, as_expression
+from verify.expression import R, as_expression, as_expression_with_domain
 from verify.timelimit import Failed, TimedOut, run_all
 
 SCHEMA_VERSION = 1
@@ -56,7 +56,8 @@ def curve(expr) -> dict:
 def symbolic_layer(estimator, timeout):
     from verify import symbolic
 
-    verdicts = symbolic.decide(as_expression(estimator.expr), list(SYMBOLIC), timeout=timeout, jobs=1)
+    expr, domain = as_expression_with_domain(estimator.expr)
+    verdicts = symbolic.decide(expr, list(SYMBOLIC), timeout=timeout, jobs=1, domain=domain)
     return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
 
 

@@ -15,7 +15,7 @@ import sympy as sp
 
 from verify import UsageError
 
-__all__ = ["R", "parse_expression", "as_expression", "MAX_LENGTH"]
+__all__ = ["R", "parse_expression", "parse_with_domain", "as_expression", "as_expression_with_domain", "MAX_LENGTH"]
 
 R = sp.Symbol("r", positive=True)
 MAX_LENGTH = 2000
@@ -43,6 +43,21 @@ def _fail(message: str):
 class _Builder:
     def __init__(self):
         self.nodes = 0
+        # Where f is defined, as the user wrote it: sympy simplifies exp(log(r - 2)) to
+        # r - 2 and sqrt(r - 2)**2 to r - 2, so these are kept before it can.
+        self.domain: list[tuple[str, sp.Expr]] = []
+
+    def _record_domain(self, op, left, right):
+        if op is ast.Div and right.has(R):
+            self.domain.append(("nonzero", right))
+        if op is ast.Pow and left.has(R):
+            if right.is_integer:
+                if right.is_negative:
+                    self.domain.append(("nonzero", left))
+            elif right.is_number and right.is_positive:
+                self.domain.append(("nonnegative", left))
+            else:
+                self.domain.append(("positive", left))
 
     def build(self, node, depth=0):
         self.nodes += 1
@@ -66,6 +81,7 @@ class _Builder:
                 self._check_power(left, right)
             if isinstance(node.op, ast.Div) and right == 0:
                 _fail("division by zero")
+            self._record_domain(type(node.op), left, right)
             return self._bounded(_BINARY[type(node.op)](left, right))
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
@@ -77,6 +93,10 @@ class _Builder:
             if not low <= len(node.args) <= high:
                 _fail(f"{node.func.id}() takes {low}{'' if low == high else f' to {high}'} argument(s)")
             args = [self.build(a, depth + 1) for a in node.args]
+            if function is sp.log and args[0].has(R):
+                self.domain.append(("positive", args[0]))
+            if function is sp.sqrt and args[0].has(R):
+                self.domain.append(("nonnegative", args[0]))
             return self._bounded(function(*args))
         _fail(f"{type(node).__name__} is not allowed (allowed: {_ALLOWED})")
 
@@ -118,6 +138,13 @@ class _Builder:
 
 def parse_expression(text: str) -> sp.Expr:
     """The sympy expression in ``R`` for a whitelisted string; UsageError otherwise."""
+    return parse_with_domain(text)[0]
+
+
+def parse_with_domain(text: str):
+    """(expression, domain): the domain lists (condition, sub-expression) pairs, condition
+    one of "positive", "nonnegative", "nonzero", that must hold at r for f to be defined
+    as written (log arguments, bases of fractional powers, divisors)."""
     if not isinstance(text, str):
         _fail("expression must be a string")
     if len(text) > MAX_LENGTH:
@@ -133,12 +160,19 @@ def parse_expression(text: str) -> sp.Expr:
     except (ValueError, RecursionError, MemoryError):
         _fail("cannot be parsed")
     try:
-        expr = _Builder().build(tree.body)
+        builder = _Builder()
+        expr = builder.build(tree.body)
     except RecursionError:
         _fail("nested too deeply")
     if not expr.free_symbols <= {R}:
         _fail("the only variable allowed is r")
-    return expr
+    if expr.has(sp.I) or any(not n.is_real for n in expr.atoms(sp.Number)) or expr.is_real is False:
+        _fail("not a real expression (a log or root of a negative constant?)")
+    domain = []
+    for condition in builder.domain:
+        if condition not in domain:
+            domain.append(condition)
+    return expr, tuple(domain)
 
 
 _SYMPY_FUNCTIONS = (sp.log, sp.exp, sp.Abs, sp.Min, sp.Max)
@@ -159,6 +193,14 @@ def _check_sympy(expr, depth=0):
         _fail(f"{type(expr).__name__} is not allowed (allowed: {_ALLOWED})")
     for arg in expr.args:
         _check_sympy(arg, depth + 1)
+
+
+def as_expression_with_domain(expr):
+    """(checked expression, domain conditions) for an estimator's ``expr``; a sympy
+    expression has no recorded domain beyond its own tree."""
+    if isinstance(expr, str):
+        return parse_with_domain(expr)
+    return as_expression(expr), ()
 
 
 def as_expression(expr) -> sp.Expr:

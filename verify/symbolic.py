@@ -34,6 +34,8 @@ from verify.timelimit import Failed, TimedOut, run_all
 __all__ = ["decide", "decide_one", "analyse"]
 
 MAX_CELLS = 64
+# domain condition -> the failure _bad_point looks for
+_DOMAIN_MODES = {"positive": "nonpositive", "nonnegative": "negative", "nonzero": "zero"}
 MAX_ROOT_DEPTH = 4
 MAX_GROWTH_POWER = 8
 ZERO, ONE, INF = Point.at(0), Point.at(1), Point.at(sp.oo)
@@ -61,8 +63,10 @@ class Undecided(Exception):
     """The argument cannot be completed: the claim stays undecided (never a guess)."""
 
 
-def _fmt(x) -> float:
-    return float(x)
+def _fmt(x):
+    """A float for JSON; 17 digits as a string where a float would be infinite."""
+    value = float(x)
+    return value if math.isfinite(value) else mpmath.nstr(mpf(x) if not isinstance(x, sp.Basic) else mpf(sp.N(x, 20)), 17)
 
 
 # --------------------------------------------------------------------------- values
@@ -498,11 +502,7 @@ def _bad_point(x, mode):
             if mode != "negative":
                 return to_rational(interior_point(cell.a, cell.b))
             continue
-        if mode != "negative" and zeros:
-            if zeros[0].exact is None:
-                raise Undecided(f"{x} vanishes at a point known only as an enclosure {zeros[0]}")
-            return zeros[0].exact
-        if mode != "zero":
+        if mode != "zero":  # a sample where x < 0 is a plainer witness than a zero
             ends = [cell.a] + list(zeros) + [cell.b]
             for left, right in zip(ends, ends[1:]):
                 sample = interior_point(left, right)
@@ -511,6 +511,10 @@ def _bad_point(x, mode):
                     raise Undecided(f"cannot tell the sign of {x} at r = {mpmath.nstr(sample, 20)}")
                 if sign < 0:
                     return to_rational(sample)
+        if mode != "negative" and zeros:
+            if zeros[0].exact is None:
+                raise Undecided(f"{x} vanishes at a point known only as an enclosure {zeros[0]}")
+            return zeros[0].exact
     if mode != "negative":
         for cell in cells[1:]:  # breakpoints between pieces
             if cell.a.exact is not None and _identically_zero(x.xreplace({R: cell.a.exact})):
@@ -528,20 +532,20 @@ def undefined_point(expr):
         if isinstance(node, sp.log):
             point = _bad_point(node.args[0], "nonpositive")
             if point is not None:
-                return point, f"log of a non-positive number: log({node.args[0]})"
+                return point, f"log of a non-positive number: log({node.args[0]})", node.args[0], "positive"
         elif node.is_Pow and node.args[0] is not sp.E:
             base, exponent = node.args
             if exponent.is_integer and exponent.is_nonnegative:
                 continue
             if exponent.is_integer:
-                mode = "zero"
+                condition = "nonzero"
             elif exponent.is_number and exponent.is_positive:
-                mode = "negative"
+                condition = "nonnegative"
             else:
-                mode = "nonpositive"
-            point = _bad_point(base, mode)
+                condition = "positive"
+            point = _bad_point(base, _DOMAIN_MODES[condition])
             if point is not None:
-                return point, f"({base})**({exponent}) is undefined there"
+                return point, f"({base})**({exponent}) is undefined there", base, condition
     return None
 
 
@@ -578,16 +582,28 @@ def power_breakpoints(expr):
     return tuple(unique)
 
 
+def domain_violation(domain):
+    """A point where a recorded domain condition fails (see parse_with_domain), or None."""
+    for condition, sub_expression in domain:
+        point = _bad_point(sub_expression, _DOMAIN_MODES[condition])
+        if point is not None:
+            return point, f"{sub_expression} must be {condition} for f to be defined as written", sub_expression, condition
+    return None
+
+
 @_precise
-def analyse(expr) -> Analysis:
-    expr = normalise(expr)
+def analyse(expr, domain=()) -> Analysis:
     try:
-        undefined = undefined_point(expr)
+        # the domain is checked on f as written, before normalise() factors anything
+        undefined = domain_violation(domain) or undefined_point(expr)
         domain_known = True
     except Undecided:
         undefined, domain_known = None, False
     if undefined is not None:
         return Analysis(expr, undefined, True, None, "")
+    expr = normalise(expr)
+    if expr.has(sp.I):
+        return Analysis(expr, None, False, None, "factoring made f complex: its domain is not settled")
     try:
         breakpoints = power_breakpoints(expr)
         cells = tuple(decompose(expr, forced=breakpoints))
@@ -756,13 +772,12 @@ class _Claims:
         return tuple(decompose(self.f, forced=tuple(self.analysis.breakpoints) + (ONE,)))
 
     def _undefined(self):
-        point, reason = self.analysis.undefined_at
-        try:
-            value = float(point)
-        except TypeError:
-            value = float(sp.N(point, 20))
+        point, reason, sub_expression, condition = self.analysis.undefined_at
+        value = float(sp.N(point, 20))
         return Verdict(REFUTED, "domain analysis", f"f is not defined at r = {point}: {reason}",
-                       {"r": value, "exact_r": str(point), "reason": reason})
+                       {"r": value, "exact_r": str(point), "reason": reason,
+                        "subexpression": str(sub_expression), "must_be": condition,
+                        "value_there": _fmt(sp.N(sub_expression.xreplace({R: point}), 20))})
 
     def zero_at_one(self):
         value = self.f.xreplace({R: sp.S.One})
@@ -795,7 +810,7 @@ class _Claims:
             what = f"f(r) < f(1) = {f_one}" if strict else "f(r) < 0"
             return Verdict(REFUTED, "certified interval evaluation", what,
                            _counter_r(found, f=(lo + hi) / 2))
-        if not strict and self.f.is_nonnegative:
+        if not strict and _need_cells(self.analysis) and self.f.is_nonnegative:
             return Verdict(PROVED, "sympy assumptions (r > 0)", "sympy's assumption system derives f >= 0")
         cells = self._cells_split_at_one() if strict else _need_cells(self.analysis)
         ok, point = _infimum_argument(cells, lambda e: e - f_one if strict else e, strict,
@@ -950,8 +965,11 @@ class _Claims:
             return Verdict(PROVED, "exact identity on each smooth piece",
                            f"{what} = {found} (almost everywhere)")
         x1, v1, x2, v2 = found
+        values = [_fmt(sum(v1) / 2), _fmt(sum(v2) / 2)]
+        if values[0] == values[1]:  # distinct, but not as doubles: show the digits
+            values = [mpmath.nstr(sum(v1) / 2, 45), mpmath.nstr(sum(v2) / 2, 45)]
         return Verdict(REFUTED, "certified interval evaluation", f"{what} is not constant",
-                       {"r": [_fmt(x1), _fmt(x2)], "values": [_fmt(sum(v1) / 2), _fmt(sum(v2) / 2)]})
+                       {"r": [_fmt(x1), _fmt(x2)], "values": values})
 
     def loss_grad_zero(self):
         return self._gradient(lambda e: R * sp.diff(e, R), "r f'(r)")
@@ -1113,13 +1131,14 @@ def decide_one(analysis: Analysis, claim: str) -> Verdict:
         return Verdict(UNDECIDED, "interval enclosure too wide", str(reason)[:300])
 
 
-def decide(expr, claims, timeout: float = 5.0, jobs: int = 2) -> dict:
+def decide(expr, claims, timeout: float = 5.0, jobs: int = 2, domain=()) -> dict:
     """Verdicts for symbolic claims, each under a hard time limit of ``timeout`` seconds
-    (a timeout is ``undecided``)."""
+    (a timeout is ``undecided``).  ``domain``: conditions recorded by the parser
+    (``parse_with_domain``) for f to be defined as written."""
     unknown = [c for c in claims if c not in POINTWISE + EXPECTATION + GRADIENT]
     if unknown:
         raise ValueError(f"not a symbolic claim: {unknown[0]}")
-    analysis = run_all([(analyse, (expr,))], timeout)[0]
+    analysis = run_all([(analyse, (expr, tuple(domain)))], timeout)[0]
     if isinstance(analysis, (TimedOut, Failed)):
         reason = (f"splitting f into smooth pieces took longer than {timeout:g} s"
                   if isinstance(analysis, TimedOut) else f"analysis failed: {analysis.error}")

@@ -5,7 +5,7 @@ import json
 
 from verify import UsageError
 from verify.claims import FLOATING, SYMBOLIC, exit_code, expand_claims, split_claim
-from verify.expression import as_expression
+from verify.expression import as_expression, as_expression_with_domain
 from verify.targets import resolve
 
 DEFAULT_TIMEOUT = 5.0
@@ -38,12 +38,12 @@ def decide(estimator, claims, timeout, profile="ci") -> dict:
     """Verdicts for ``claims`` (expanded names), symbolic then floating point."""
     from verify import symbolic
 
-    expr = as_expression(estimator.expr)
+    expr, domain = as_expression_with_domain(estimator.expr)
     symbolic_claims = [c for c in claims if c in SYMBOLIC]
     floating_claims = [c for c in claims if split_claim(c)[0] in FLOATING]
     verdicts = {}
     if symbolic_claims:
-        verdicts.update(symbolic.decide(expr, symbolic_claims, timeout=timeout))
+        verdicts.update(symbolic.decide(expr, symbolic_claims, timeout=timeout, domain=domain))
     if floating_claims:
         if estimator.numeric is None:
             raise UsageError(f"estimator {estimator.name!r} has no numeric implementation for {floating_claims[0]}")

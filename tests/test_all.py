@@ -91,3 +91,21 @@ def test_entry_point_estimators_are_registered(tmp_path, monkeypatch):
                         lambda group: [entry] if group == estimators.ENTRY_POINT_GROUP else [])
     found = estimators.registry()
     assert found["theirs"].expr == "Abs(r - 1)" and "k3" in found
+
+
+def test_counterexamples_in_reports_keep_every_digit(tmp_path, capsys):
+    """Floats are rounded in results.json, but a counterexample must re-check from it."""
+    from recheck import recheck
+    from verify.expression import as_expression
+
+    assert main(["all", "--out", str(tmp_path), "--layers", "symbolic"]) == 0
+    capsys.readouterr()
+    results = json.loads((tmp_path / "results.json").read_text())
+    registry = estimators.registry()
+    checked = 0
+    for name, record in results["estimators"].items():
+        for claim, verdict in record["claims"].items():
+            if verdict["verdict"] == "refuted":
+                assert recheck(as_expression(registry[name].expr), claim, verdict["counterexample"]), (name, claim)
+                checked += 1
+    assert checked > 40

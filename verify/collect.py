@@ -20,8 +20,9 @@ CURVE_LOG_RATIOS = tuple(k / 10 for k in range(-100, 101))
 LAYERS = ("symbolic", "floating", "moments", "gradients")
 
 
-def normalise(value):
-    """Round floats to SIGNIFICANT_DIGITS and spell non-finite ones, recursively."""
+def normalise(value, rounded=True):
+    """Round floats to SIGNIFICANT_DIGITS and spell non-finite ones, recursively.
+    Counterexamples keep every digit: they must re-check from the report."""
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
     if isinstance(value, float):
@@ -29,13 +30,13 @@ def normalise(value):
             return "nan"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if rounded else value
     if isinstance(value, dict):
-        return {str(k): normalise(v) for k, v in value.items()}
+        return {str(k): normalise(v, rounded and k != "counterexample") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [normalise(v) for v in value]
+        return [normalise(v, rounded) for v in value]
     if hasattr(value, "item"):  # numpy scalars
-        return normalise(value.item())
+        return normalise(value.item(), rounded)
     return str(value)
 
 

@@ -157,11 +157,6 @@ def to_rational(x: mpf) -> sp.Rational:
     return sp.Integer(man) * sp.Integer(2) ** exp
 
 
-def short_float(x: mpf) -> mpf:
-    """A nearby double-precision value, so a counterexample reads as a plain number."""
-    return mpf(float(x))
-
-
 @dataclass(frozen=True)
 class Point:
     """A point of [0, inf]: exact (a sympy number, 0 or oo) or an enclosure [lo, hi]."""
@@ -172,7 +167,7 @@ class Point:
 
     @staticmethod
     def at(value) -> "Point":
-        value = sp.sympify(value) if not isinstance(value, sp.Basic) else value
+        value = value if isinstance(value, sp.Basic) else sp.Integer(value)  # only 0 and 1 come in as ints
         if value is sp.oo:
             return Point(sp.oo, mpmath.inf, mpmath.inf)
         if value == 0:
@@ -193,9 +188,6 @@ class Point:
         if self.is_infinite_end:
             return mpmath.inf
         return (self.lo + self.hi) / 2
-
-    def certainly_below(self, other: "Point") -> bool:
-        return self.hi < other.lo
 
     def __str__(self):
         if self.exact is not None:

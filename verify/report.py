@@ -25,13 +25,6 @@ def _number(value, digits=4):
     return f"{value:.{digits}g}"
 
 
-def _claim_columns(results):
-    columns = list(SYMBOLIC)
-    for record in results["estimators"].values():
-        columns += [c for c in record["claims"] if c not in columns]
-    return columns
-
-
 def _fp_claim_order(claims):
     return [f"{base}@{dtype}" for base in FLOATING for dtype in DTYPES if f"{base}@{dtype}" in claims]
 

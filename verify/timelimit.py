@@ -81,8 +81,3 @@ def run_all(calls, seconds: float, jobs: int = 1, on_done=None):
                 if on_done:
                     on_done(index)
     return results
-
-
-def run_with_limit(function, args=(), seconds: float = 5.0):
-    """``function(*args)`` under a hard time limit (see ``run_all``)."""
-    return run_all([(function, tuple(args))], seconds, jobs=1)[0]

@@ -103,7 +103,9 @@ def _build_node(expr, memo) -> Node:
 
 def compile_estimator(expr) -> Node:
     """The evaluation tree of f(t) for a checked sympy expression in ``R``."""
-    in_t = sp.sympify(expr).subs(R, sp.exp(T))
+    if not isinstance(expr, sp.Basic):
+        raise TypeError("compile_estimator takes a checked sympy expression (see verify.expression)")
+    in_t = expr.subs(R, sp.exp(T))
     if in_t.free_symbols - {T}:
         raise UsageError("bad expression: the only variable allowed is r")
     return _to_node(in_t)

@@ -54,8 +54,22 @@ def test_hostile_expression_is_rejected(text):
     ["check", "r" + "+r" * 60000],
     ["nonsense"],
     [],
+    ["moments", "k3", "--p", "norm(0, 1", "--q", "norm(0, 1)"],
+    ["moments", "k3", "--p", "__import__('os')", "--q", "norm(0, 1)"],
+    ["moments", "k3", "--p", "cauchy(0, 1)", "--q", "norm(0, 1)"],
+    ["moments", "k3", "--p", "norm(0, -1)", "--q", "norm(0, 1)"],
+    ["moments", "k3", "--p", "norm(0, 1)", "--q", "poisson(3)"],
+    ["moments", "k3", "--p", "categorical(logits=@/no/such.npy)", "--q", "categorical(logits=[0, 1])"],
+    ["fuzz", "k3", "--dtypes", "float8"],
+    ["fuzz", "k3", "--profile", "forever"],
+    ["fuzz", "log(r)"],
+    ["gradients", "k3", "--mode", "sideways"],
+    ["all", "--jobs", "0"],
+    ["all", "--layers", "astrology"],
 ], ids=["code", "unknown-claim", "unknown-dtype", "unknown-estimator", "missing-file", "bad-timeout",
-        "100kB", "unknown-command", "no-command"])
+        "100kB", "unknown-command", "no-command", "spec-syntax", "spec-code", "unknown-family",
+        "negative-scale", "mixed-support", "missing-npy", "fuzz-dtype", "fuzz-profile", "fuzz-no-numeric",
+        "gradient-mode", "all-jobs", "all-layers"])
 def test_cli_bad_input_is_one_line_and_exit_2(args, capsys, tmp_path):
     assert main(args) == 2
     captured = capsys.readouterr()

@@ -105,6 +105,10 @@ KNOWN = {
     "r - 1 - log(r) + exp(log(r - 2)) - r + 2": dict(nonnegative=X, convex=X, unbiased_kl_qp=X),
     "sqrt((2*r - r**2 - 1)/(r**2 + 1))": dict(subexponential_growth=X, linear_growth_in_log_ratio=X),
     "Abs(log(r**5 - r - 1))": dict(nonnegative=X),
+    # third red-team pass: a literal below double range, and a negative base to a power in r
+    "r - 1 - log(r) - 1e-400": dict(zero_at_one=X, nonnegative=X, unbiased_kl_qp=X, locally_unbiased=X),
+    "r - 1 - log(r) + Abs((-2)**r) - 2**r": dict(nonnegative=X, convex=X, unbiased_kl_qp=X),
+    "r - 1 - log(r) + exp(log(r - 2)) - r + 2 + 0*r": dict(zero_at_one=X),
     # negative only for r < 2**-400
     "r - 1 - log(r) - 1e-6*log(r)**4": dict(nonnegative=X, locally_unbiased=P),
 }

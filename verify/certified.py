@@ -110,10 +110,10 @@ def _walk(expr, x):
     raise Uncertain(f"no interval rule for {type(expr).__name__}")
 
 
-def enclose(expr, lo, hi=None):
+def enclose(expr, lo, hi=None, digits=DIGITS):
     """An interval containing expr(r) for every r in [lo, hi]; Uncertain if none."""
     saved = iv.prec
-    iv.prec = int(DIGITS * 3.33)
+    iv.prec = int(digits * 3.33)
     try:
         x = iv.mpf([lo, lo if hi is None else hi])
         try:
@@ -128,8 +128,23 @@ def enclose(expr, lo, hi=None):
         iv.prec = saved
 
 
+# Point evaluations whose enclosure straddles 0 are repeated at these precisions: a
+# sign can hide below 50 digits (k3 - 1e-400 at r = 1).
+RETRY_DIGITS = (300, 1500)
+
+
+def point_enclosure(expr, x):
+    """The enclosure of expr at the point x, sharpened until it excludes 0 if it can."""
+    lo, hi = enclose(expr, x)
+    for digits in RETRY_DIGITS:
+        if lo > 0 or hi < 0 or lo == hi == 0:
+            break
+        lo, hi = enclose(expr, x, digits=digits)
+    return lo, hi
+
+
 def constant_enclosure(value):
-    return enclose(value, mpf(1))
+    return point_enclosure(value, mpf(1))
 
 
 def certified_sign(lo, hi):
@@ -146,7 +161,7 @@ def certified_sign(lo, hi):
 def sign_at(expr, x):
     """The certified sign of expr at the exact point x (an mpf), or None."""
     try:
-        return certified_sign(*enclose(expr, x))
+        return certified_sign(*point_enclosure(expr, x))
     except Uncertain:
         return None
 

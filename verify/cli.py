@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 
@@ -53,3 +54,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("kl-verify: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 
 import sympy as sp
 
@@ -40,8 +41,13 @@ def _fail(message: str):
     raise UsageError(f"bad expression: {message}")
 
 
+_DECIMAL = re.compile(r"(?P<mantissa>(\d+\.?\d*|\.\d+))([eE](?P<exponent>[+-]?\d+))?")
+MAX_EXPONENT = 400
+
+
 class _Builder:
-    def __init__(self):
+    def __init__(self, source: str):
+        self.source = source
         self.nodes = 0
         # Where f is defined, as the user wrote it: sympy simplifies exp(log(r - 2)) to
         # r - 2 and sqrt(r - 2)**2 to r - 2, so these are kept before it can.
@@ -50,7 +56,9 @@ class _Builder:
     def _record_domain(self, op, left, right):
         if op is ast.Div and right.has(R):
             self.domain.append(("nonzero", right))
-        if op is ast.Pow and left.has(R):
+        if op is ast.Pow and right.has(R) and left is not sp.E:
+            self.domain.append(("positive", left))  # b**g(r) is real for every r only if b > 0
+        elif op is ast.Pow and left.has(R):
             if right.is_integer:
                 if right.is_negative:
                     self.domain.append(("nonzero", left))
@@ -66,7 +74,7 @@ class _Builder:
         if depth > MAX_DEPTH:
             _fail(f"nested deeper than {MAX_DEPTH}")
         if isinstance(node, ast.Constant):
-            return self._number(node.value)
+            return self._number(node.value, ast.get_source_segment(self.source, node))
         if isinstance(node, ast.Name):
             if node.id not in _NAMES:
                 _fail(f"unknown name {node.id!r} (allowed: {_ALLOWED})")
@@ -101,13 +109,20 @@ class _Builder:
         _fail(f"{type(node).__name__} is not allowed (allowed: {_ALLOWED})")
 
     @staticmethod
-    def _number(value):
+    def _number(value, literal):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(f"constant {value!r} is not a real number")
         if isinstance(value, float):
             if not math.isfinite(value) or abs(value) > MAX_CONSTANT:
                 _fail(f"constant {value!r} is out of range")
-            return sp.Rational(repr(value))  # the decimal literal, exactly
+            # the literal as written, exactly: a double would turn 1e-400 into 0 and
+            # 0.1000000000000000000001 into 0.1
+            match = _DECIMAL.fullmatch((literal or "").replace("_", ""))
+            if match is None:
+                _fail(f"constant {literal!r} is not a plain decimal")
+            if match.group("exponent") and abs(int(match.group("exponent"))) > MAX_EXPONENT:
+                _fail(f"constant {literal!r} is out of range (|exponent| > {MAX_EXPONENT})")
+            return sp.Rational(match.group(0))
         if abs(value) > MAX_CONSTANT:
             _fail("integer constant is too large")
         return sp.Integer(value)
@@ -160,7 +175,7 @@ def parse_with_domain(text: str):
     except (ValueError, RecursionError, MemoryError):
         _fail("cannot be parsed")
     try:
-        builder = _Builder()
+        builder = _Builder(text.strip())
         expr = builder.build(tree.body)
     except RecursionError:
         _fail("nested too deeply")

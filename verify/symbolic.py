@@ -24,7 +24,7 @@ import sympy as sp
 from mpmath import mpf
 
 from verify.certified import (
-    Point, Uncertain, certified_sign, constant_enclosure, enclose, interior_point, sign_at,
+    Point, Uncertain, certified_sign, constant_enclosure, enclose, interior_point, point_enclosure, sign_at,
     to_rational,
 )
 from verify.claims import GRADIENT, POINTWISE, EXPECTATION, PROVED, REFUTED, UNDECIDED, Verdict
@@ -64,9 +64,12 @@ class Undecided(Exception):
 
 
 def _fmt(x):
-    """A float for JSON; 17 digits as a string where a float would be infinite."""
+    """A float for JSON; 17 digits as a string where a float would be infinite, or 0 for a
+    value that is not 0."""
     value = float(x)
-    return value if math.isfinite(value) else mpmath.nstr(mpf(x) if not isinstance(x, sp.Basic) else mpf(sp.N(x, 20)), 17)
+    if math.isfinite(value) and (value != 0 or x == 0):
+        return value
+    return mpmath.nstr(mpf(sp.N(x, 20)) if isinstance(x, sp.Basic) else mpf(x), 17)
 
 
 # --------------------------------------------------------------------------- values
@@ -484,6 +487,7 @@ class Analysis:
     cells: tuple | None
     cells_error: str = ""
     breakpoints: tuple = ()  # cusps of fractional powers: always piece ends
+    domain: tuple = ()  # the parser's conditions for f to be defined as written
 
 
 def _bad_point(x, mode):
@@ -600,17 +604,17 @@ def analyse(expr, domain=()) -> Analysis:
     except Undecided:
         undefined, domain_known = None, False
     if undefined is not None:
-        return Analysis(expr, undefined, True, None, "")
+        return Analysis(expr, undefined, True, None, "", domain=domain)
     expr = normalise(expr)
     if expr.has(sp.I):
-        return Analysis(expr, None, False, None, "factoring made f complex: its domain is not settled")
+        return Analysis(expr, None, False, None, "factoring made f complex: its domain is not settled", domain=domain)
     try:
         breakpoints = power_breakpoints(expr)
         cells = tuple(decompose(expr, forced=breakpoints))
         error = ""
     except Undecided as problem:
         breakpoints, cells, error = (), None, str(problem)
-    return Analysis(expr, None, domain_known, cells, error, breakpoints)
+    return Analysis(expr, None, domain_known, cells, error, breakpoints, domain)
 
 
 # ------------------------------------------------------------------ certified search
@@ -780,6 +784,14 @@ class _Claims:
                         "value_there": _fmt(sp.N(sub_expression.xreplace({R: point}), 20))})
 
     def zero_at_one(self):
+        for condition, sub_expression in self.analysis.domain:  # f(1) as written
+            sign = sign_of(sub_expression.xreplace({R: sp.S.One}))
+            if sign is None:
+                raise Undecided(f"cannot tell whether {sub_expression} is {condition} at r = 1")
+            if {"positive": sign <= 0, "nonnegative": sign < 0, "nonzero": sign == 0}[condition]:
+                return Verdict(REFUTED, "domain analysis", f"f(1) is undefined as written: {sub_expression} "
+                               f"must be {condition}", {"r": 1.0, "exact_r": "1", "reason": "undefined as written",
+                                                        "subexpression": str(sub_expression), "must_be": condition})
         value = self.f.xreplace({R: sp.S.One})
         if value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or value.is_finite is False:
             return Verdict(REFUTED, "exact evaluation", "f(1) is undefined", {"r": 1.0, "f": None})
@@ -806,7 +818,7 @@ class _Claims:
         h = self.f - f_one if strict else self.f
         found = find_below(h, skip_one=strict)
         if found is not None:
-            lo, hi = enclose(self.f, found)
+            lo, hi = point_enclosure(self.f, found)
             what = f"f(r) < f(1) = {f_one}" if strict else "f(r) < 0"
             return Verdict(REFUTED, "certified interval evaluation", what,
                            _counter_r(found, f=(lo + hi) / 2))
@@ -839,7 +851,7 @@ class _Claims:
                 continue
             sign = sign_at(h, x)
             if sign is not None and (sign < 0 or (strict and sign <= 0)):
-                lo, hi = enclose(self.f, x)
+                lo, hi = point_enclosure(self.f, x)
                 return Verdict(REFUTED, "monotonicity analysis, certified interval evaluation", what,
                                _counter_r(x, f=(lo + hi) / 2))
             if strict and sign is None and _identically_zero(h.xreplace({R: to_rational(x)})):
@@ -849,7 +861,7 @@ class _Claims:
             # the double nearest the point may miss a narrow dip: try 45 digits
             digits = mpmath.nstr(point.approx, 45)
             if sign_at(h, digits) == -1:
-                lo, hi = enclose(self.f, digits)
+                lo, hi = point_enclosure(self.f, digits)
                 return Verdict(REFUTED, "monotonicity analysis, certified interval evaluation",
                                f"{what} (r given to 45 digits)", {"r": digits, "f": _fmt((lo + hi) / 2)})
         if strict and point.exact is not None and point.exact != 1 and _identically_zero(h.xreplace({R: point.exact})):

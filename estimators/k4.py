@@ -8,7 +8,7 @@ form); the implementation here never forms p or q.
 import numpy as np
 
 from estimators import Estimator
-from estimators.schulman import log_ratio_parts, round_to
+from estimators._numerics import log_ratio_parts, round_to
 
 
 def k4_numeric(logp, logq):

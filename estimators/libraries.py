@@ -6,7 +6,8 @@ the log ratio formed exactly, one correct rounding to the input dtype at the end
 import numpy as np
 
 from estimators import Estimator
-from estimators.schulman import k3_float64, log_ratio_parts, round_to
+from estimators._numerics import log_ratio_parts, round_to
+from estimators.schulman import k3_float64
 
 LOG_RATIO_CLAMP = 20.0
 K3_CLAMP = 10.0

@@ -22,6 +22,8 @@ import math
 
 import ml_dtypes
 import numpy as np
+
+from estimators._numerics import round_to
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -62,24 +64,10 @@ def _name(dtype) -> str:
 
 
 def round_to_dtype(values, dtype) -> np.ndarray:
-    """float64 values rounded once, to nearest even, into ``dtype`` (an array of dtype).
-
-    ml_dtypes converts float64 to bfloat16 through float32 (two roundings); rounding to
-    odd into float32 first makes the second rounding the correct one.
-    """
-    np_dtype = numpy_dtype(dtype)
-    values = np.asarray(values, dtype=np.float64)
-    if np_dtype == np.float64:
-        return values.copy()
-    with np.errstate(over="ignore"):
-        if np_dtype != _NUMPY["bfloat16"]:
-            return values.astype(np_dtype)
-        narrow = values.astype(np.float32)
-        wide = narrow.astype(np.float64)
-    finite = np.isfinite(values)
-    narrow = np.where(finite & (np.abs(wide) > np.abs(values)), np.nextafter(narrow, np.float32(0)), narrow)
-    inexact = finite & (narrow.astype(np.float64) != values)
-    return (narrow.view(np.uint32) | inexact.astype(np.uint32)).view(np.float32).astype(np_dtype)
+    """float64 values rounded once, to nearest even, into ``dtype`` (an array of dtype);
+    bfloat16 correctly too (see ``estimators._numerics.round_to``)."""
+    rounded = round_to(values, numpy_dtype(dtype))
+    return rounded.copy() if rounded.dtype == np.float64 else rounded
 
 
 def _representable(value: float, dtype) -> float:

@@ -69,5 +69,5 @@ def resolve(target: str) -> Estimator:
         raise UsageError(f"bad target {target!r}: expected NAME, an expression, FILE.py:NAME or module:NAME")
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", target) and target not in ("r",):
         raise UsageError(f"unknown estimator {target!r}; registered: {', '.join(sorted(known))}")
-    expr = parse_expression(target)
+    parse_expression(target)  # bad input fails here, with its one-line reason
     return Estimator(name=target, expr=target)

@@ -5,7 +5,7 @@ import json
 
 from verify import UsageError
 from verify.claims import FLOATING, SYMBOLIC, exit_code, expand_claims, split_claim
-from verify.expression import as_expression, as_expression_with_domain
+from verify.expression import as_expression_with_domain
 from verify.targets import resolve
 
 DEFAULT_TIMEOUT = 5.0
@@ -34,11 +34,12 @@ def parse_claims(text: str) -> list[str]:
     return expand_claims(names)
 
 
-def decide(estimator, claims, timeout, profile="ci") -> dict:
-    """Verdicts for ``claims`` (expanded names), symbolic then floating point."""
+def decide(estimator, claims, timeout, profile="ci", parsed=None) -> dict:
+    """Verdicts for ``claims`` (expanded names), symbolic then floating point.
+    ``parsed``: the (expression, domain) of ``estimator.expr`` if already parsed."""
     from verify import symbolic
 
-    expr, domain = as_expression_with_domain(estimator.expr)
+    expr, domain = parsed or as_expression_with_domain(estimator.expr)
     symbolic_claims = [c for c in claims if c in SYMBOLIC]
     floating_claims = [c for c in claims if split_claim(c)[0] in FLOATING]
     verdicts = {}
@@ -57,7 +58,8 @@ def run(args) -> int:
     if args.timeout <= 0 or args.timeout > 3600:
         raise UsageError("--timeout must be in (0, 3600] seconds")
     estimator = resolve(args.target)
-    expr = as_expression(estimator.expr)
+    parsed = as_expression_with_domain(estimator.expr)
+    expr = parsed[0]
     if args.claims is not None:
         claims = gated = parse_claims(args.claims)
     else:
@@ -66,7 +68,7 @@ def run(args) -> int:
         if estimator.numeric is not None:
             claims += expand_claims(FLOATING)
         claims += [c for c in gated if c not in claims]
-    verdicts = decide(estimator, claims, args.timeout, args.profile)
+    verdicts = decide(estimator, claims, args.timeout, args.profile, parsed)
     if args.json:
         print(json.dumps({
             "estimator": estimator.name,

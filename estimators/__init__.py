@@ -19,6 +19,8 @@ from typing import Any, Callable
 __all__ = ["Estimator", "registry", "estimators_in"]
 
 ENTRY_POINT_GROUP = "kl_verify.estimators"
+# What an Estimator's ``numeric`` takes and returns: NumPy arrays or torch tensors.
+FRAMEWORKS = ("numpy", "torch")
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,9 @@ class Estimator:
     ``expr`` is a sympy expression or a string in ``r``; the harness parses strings
     with a whitelist.  ``numeric(logp, logq)`` is the shipped implementation: arrays
     of one float dtype in, an array of that dtype out.  ``claims`` are claim names of
-    ``shared/CLAIMS.md`` (floating-point ones may carry ``@dtype``).
+    ``shared/CLAIMS.md`` (floating-point ones may carry ``@dtype``).  ``framework``
+    says what ``numeric`` takes and returns: ``"numpy"`` arrays, or ``"torch"`` tensors
+    (the harness converts exactly, bfloat16 included; torch is an optional extra).
     """
 
     name: str
@@ -39,11 +43,14 @@ class Estimator:
     description: str = ""
     fp_ulps: float | None = None
     fp_notes: dict[str, str] = field(default_factory=dict)
+    framework: str = "numpy"
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("Estimator.name must be a non-empty string")
         object.__setattr__(self, "claims", tuple(self.claims))
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"Estimator.framework must be one of {', '.join(FRAMEWORKS)}; got {self.framework!r}")
 
 
 def estimators_in(module) -> list[Estimator]:

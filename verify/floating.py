@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, given, settings, target
 from verify import UsageError
 from verify.claims import DTYPES, FLOATING, PROVED, REFUTED, TESTED, UNDECIDED, Verdict, split_claim
 from verify.expression import R, as_expression
+from verify.frameworks import as_numpy_callable, check_framework
 from verify.strategies import LOG_PROB_DOMAIN, log_prob_pairs, numpy_dtype, round_to_dtype
 
 __all__ = [
@@ -430,10 +431,13 @@ def _runs(estimator, claims, profile):
                 by_dtype[name].append(base)
     reference = Reference(estimator.expr)
     accurate_ulps = float(estimator.fp_ulps) if estimator.fp_ulps is not None else ACCURATE_ULPS
+    # every call of the implementation goes through NumPy arrays of the dtype; a torch
+    # implementation gets exact tensors of that dtype (verify.frameworks)
+    numeric = as_numpy_callable(estimator.numeric, getattr(estimator, "framework", "numpy"))
     runs = {}
     for name in DTYPES:
         if name in by_dtype:
-            runs[name] = _run_dtype(estimator.numeric, reference, accurate_ulps, name, profile, by_dtype[name])
+            runs[name] = _run_dtype(numeric, reference, accurate_ulps, name, profile, by_dtype[name])
     return runs
 
 
@@ -477,16 +481,18 @@ def fp_results_for_report(estimator, profile: str = "ci", dtypes=DTYPES) -> dict
 
 
 def check_callable(fn, expr, *, claims=FLOATING, dtypes=DTYPES, profile: str = "ci",
-                   fp_ulps: float | None = None) -> dict[str, Verdict]:
+                   fp_ulps: float | None = None, framework: str = "numpy") -> dict[str, Verdict]:
     """``check_claims`` for any callable ``fn(logp, logq)`` taking and returning array-likes
-    (NumPy arrays of the dtype are passed; the result goes through ``np.asarray``)."""
+    (NumPy arrays of the dtype are passed; the result goes through ``np.asarray``), or,
+    with ``framework="torch"``, torch tensors of the exact dtype."""
     from estimators import Estimator
 
     if not callable(fn):
         raise UsageError(f"expected a callable implementation, got {type(fn).__name__}")
+    check_framework(framework)
     as_expression(expr)
     estimator = Estimator(name=getattr(fn, "__name__", "implementation"), expr=expr,
-                          numeric=lambda logp, logq: np.asarray(fn(logp, logq)), fp_ulps=fp_ulps)
+                          numeric=fn, fp_ulps=fp_ulps, framework=framework)
     names = []
     for claim in claims:
         base, dtype = split_claim(claim)

@@ -7,7 +7,8 @@ your own KL implementation in your own tests.
 
 or, without the fixture, ``from verify.pytest_plugin import assert_fp_claims``.  The
 implementation is any callable ``fn(logp, logq)`` that takes NumPy arrays of one dtype
-(bfloat16 through ml_dtypes) and returns an array-like (``np.asarray`` is applied).
+(bfloat16 through ml_dtypes) and returns an array-like (``np.asarray`` is applied); with
+``framework="torch"`` it takes and returns torch tensors of the exact dtype.
 ``--kl-verify-profile`` (dev, ci, thorough; default ci) sets the search effort.
 
 pytest loads this module in every run, so it imports nothing heavy until it is used.
@@ -27,15 +28,17 @@ def pytest_addoption(parser):
 
 
 def assert_fp_claims(fn, expr, claims=("fp_nonnegative", "fp_finite", "fp_accurate", "fp_matches_expression"),
-                     dtypes=("float64", "float32", "float16", "bfloat16"), *, profile="ci", fp_ulps=None):
+                     dtypes=("float64", "float32", "float16", "bfloat16"), *, profile="ci", fp_ulps=None,
+                     framework="numpy"):
     """Fail (AssertionError) unless every claim is proved or tested for ``fn`` against the
-    estimator ``expr`` (a string in r); returns the verdicts by expanded claim name."""
+    estimator ``expr`` (a string in r); returns the verdicts by expanded claim name.
+    ``framework="torch"``: ``fn`` takes and returns torch tensors of the exact dtype."""
     from verify.floating import check_callable
 
     if isinstance(claims, str) or isinstance(dtypes, str):
         raise TypeError("claims and dtypes are lists of names, not one string")
     verdicts = check_callable(fn, expr, claims=list(claims), dtypes=list(dtypes), profile=profile,
-                              fp_ulps=fp_ulps)
+                              fp_ulps=fp_ulps, framework=framework)
     failed = {claim: v for claim, v in verdicts.items() if v.verdict not in _PASSING}
     if failed:
         lines = [f"{len(failed)} floating-point claim(s) of {getattr(fn, '__name__', fn)!s} "
@@ -54,7 +57,7 @@ def kl_fp_claims(request):
     profile = request.config.getoption("kl_verify_profile", default="ci")
 
     def check(fn, expr, claims=("fp_nonnegative", "fp_finite", "fp_accurate", "fp_matches_expression"),
-              dtypes=("float64", "float32", "float16", "bfloat16"), *, fp_ulps=None):
-        return assert_fp_claims(fn, expr, claims, dtypes, profile=profile, fp_ulps=fp_ulps)
+              dtypes=("float64", "float32", "float16", "bfloat16"), *, fp_ulps=None, framework="numpy"):
+        return assert_fp_claims(fn, expr, claims, dtypes, profile=profile, fp_ulps=fp_ulps, framework=framework)
 
     return check

@@ -604,6 +604,10 @@ def _classify(gradient, error, grad_qp, grad_pq, error_qp, error_pq):
     return "biased"
 
 
+# public: verify.autograd classifies the gradients of users' own torch terms the same way
+classify_gradient = _classify
+
+
 def _result(mode, pair, gradient, error):
     grad_qp, grad_pq, error_qp, error_pq = reference_gradients(pair)
     verdict = _classify(gradient, error, grad_qp, grad_pq, error_qp, error_pq)

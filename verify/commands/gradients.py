@@ -4,15 +4,27 @@ Without TARGET every registered estimator is run.  ``--json`` prints one object
 ``{"estimator": ..., "results": [...]}`` for a TARGET, and a JSON list of such objects
 (in registry name order) without one.
 
+``verify gradients FILE.py:FUNC --framework torch [--usage loss|reward] [--p SPEC --q SPEC
+[--old SPEC] | --logits FILE.npz] [--json]``: the user's own per-token torch term
+``FUNC(logp, ref_logp, old_logp)``, differentiated through its own autograd
+(``verify.autograd``).  ``--json`` prints ``{"function", "framework", "usage", "results",
+"notes"}``.
+
 Exit codes: 0; 1 if the exact gradients disagree with the symbolic gradient verdicts
 (a harness bug); 2 bad input; 3 if an expected gradient could not be computed to a
 trustworthy error bound (the message is on stderr and the estimator is left out).
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import re
 import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
 
 from verify import UsageError
 from verify.claims import EXIT_OK, EXIT_REFUTED, EXIT_UNDECIDED, GRADIENT
@@ -38,6 +50,16 @@ def add_parser(subparsers):
                         help="do not compare with the symbolic gradient verdicts")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help=f"time limit per symbolic claim of the cross-check, seconds (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--framework", default="numpy", choices=("numpy", "torch"),
+                        help="torch: TARGET is FILE.py:FUNC, a per-token term FUNC(logp, ref_logp, old_logp) "
+                             "differentiated through its own autograd")
+    parser.add_argument("--usage", choices=("loss", "reward"), default=None,
+                        help="torch: the term as a loss (modes loss, loss_offpolicy; default) or a reward")
+    parser.add_argument("--p", metavar="SPEC", help="torch: reference policy, categorical(logits=...)")
+    parser.add_argument("--q", metavar="SPEC", help="torch: policy pi_theta, categorical(logits=...)")
+    parser.add_argument("--old", metavar="SPEC", help="torch: old policy for loss_offpolicy, categorical(logits=...)")
+    parser.add_argument("--logits", metavar="FILE.npz",
+                        help="torch: arrays policy, reference (optional old) of shape (V,) or (T, V)")
     parser.set_defaults(run=run)
 
 
@@ -63,6 +85,11 @@ def _symbolic_verdicts(estimator, timeout):
 def run(args) -> int:
     from verify import gradients
 
+    if args.framework == "torch":
+        return run_torch(args)
+    for option in ("usage", "p", "q", "old", "logits"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option} needs --framework torch (a term FUNC(logp, ref_logp, old_logp))")
     if not 0 < args.timeout <= 3600:
         raise UsageError("--timeout must be in (0, 3600] seconds")
     modes = gradients.parse_modes(_mode_names(args.mode))
@@ -123,4 +150,136 @@ def table_text(name, expression, results) -> str:
              "expected gradient G vs grad KL(q_theta||p) (qp) and grad KL(p||q_theta) (pq) at theta; "
              "gradient_of is decided within the computed error bounds", ""]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------ --framework torch
+
+_TARGET = re.compile(r"^(?P<where>.+):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def load_term(target: str):
+    """The callable FILE.py:FUNC or module:FUNC names (a torch Estimator is adapted)."""
+    from estimators import Estimator
+    from verify.autograd import term_from_estimator
+
+    match = _TARGET.match(target.strip()) if isinstance(target, str) else None
+    if match is None:
+        raise UsageError(f"bad target {target!r}: with --framework torch, expected FILE.py:FUNC or module:FUNC")
+    where, name = match.group("where"), match.group("name")
+    try:
+        if where.endswith(".py") or "/" in where or "\\" in where:
+            path = Path(where)
+            if not path.is_file():
+                raise UsageError(f"no such file: {where}")
+            spec = importlib.util.spec_from_file_location(f"_kl_verify_term_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        elif _MODULE.match(where):
+            if "" not in sys.path:
+                sys.path.insert(0, "")
+            module = importlib.import_module(where)
+        else:
+            raise UsageError(f"bad target {target!r}: expected FILE.py:FUNC or module:FUNC")
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a broken user file is bad input
+        raise UsageError(f"cannot import {where}: {type(error).__name__}: {error}") from None
+    value = getattr(module, name, None)
+    if isinstance(value, Estimator):
+        return term_from_estimator(value)
+    if not callable(value):
+        raise UsageError(f"{where} has no function named {name!r}")
+    return value
+
+
+def _categorical_logits(spec, option):
+    from verify.exact import parse_family
+
+    family = parse_family(spec)
+    if family.name != "categorical":
+        raise UsageError(f"--{option}: the torch gradient check takes categorical(logits=...) specs, got {family.name}")
+    return family.logits
+
+
+def load_logits_file(path_text: str) -> dict:
+    """policy, reference and optional old from an .npz (no pickles); UsageError otherwise."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"no such file: {path_text}")
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path_text} is not an .npz archive (np.savez(path, policy=..., reference=...))")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise UsageError(f"{path_text} must be an .npz archive with arrays policy and reference")
+            missing = [k for k in ("policy", "reference") if k not in data.files]
+            if missing:
+                raise UsageError(f"{path_text} has no array {missing[0]!r} (found: {', '.join(data.files) or 'none'})")
+            unknown = [k for k in data.files if k not in ("policy", "reference", "old")]
+            if unknown:
+                raise UsageError(f"{path_text}: unexpected array {unknown[0]!r} (allowed: policy, reference, old)")
+            return {k: np.array(data[k]) for k in data.files}
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a corrupt or pickled file is bad input
+        raise UsageError(f"cannot read {path_text} as .npz without pickles: {type(error).__name__}: {error}") from None
+
+
+def run_torch(args) -> int:
+    from verify import autograd
+    from verify.frameworks import require_torch
+    from verify.gradients import GradientUndecided
+
+    require_torch()
+    if args.target is None:
+        raise UsageError("--framework torch needs a TARGET FILE.py:FUNC")
+    if args.mode is not None:
+        raise UsageError("--mode is for estimators; with --framework torch use --usage loss|reward")
+    given = {}
+    if args.logits is not None:
+        if args.p is not None or args.q is not None or args.old is not None:
+            raise UsageError("give either --logits or --p/--q (and --old), not both")
+        arrays = load_logits_file(args.logits)
+        given = {"policy": arrays["policy"], "reference": arrays["reference"], "old": arrays.get("old")}
+    elif args.p is not None or args.q is not None:
+        if args.p is None or args.q is None:
+            raise UsageError("give both --p and --q")
+        given = {"policy": _categorical_logits(args.q, "q"), "reference": _categorical_logits(args.p, "p"),
+                 "old": _categorical_logits(args.old, "old") if args.old is not None else None}
+    elif args.old is not None:
+        raise UsageError("--old needs --p and --q")
+    func = load_term(args.target)
+    name = args.target.rpartition(":")[2]
+    try:
+        report = autograd.gradient_of_term(func, usage=args.usage or "loss", name=name, **given)
+    except GradientUndecided as error:
+        print(f"kl-verify: {name}: undecided: {error}", file=sys.stderr)
+        return EXIT_UNDECIDED
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        print(term_table_text(report))
+    return EXIT_OK
+
+
+def term_table_text(report) -> str:
+    header = ("mode", "regime", "position", "KL(q||p)", "gradient_of", "cos_qp", "cos_pq",
+              "|G|/|qp|", "|G|/|pq|", "reading")
+    rows = [header]
+    for r in report.results:
+        reading = ("identically 0 (no autograd path to logp)" if r.identically_zero else _reading(r))
+        rows.append((r.mode, r.regime, "-" if r.position is None else str(r.position), f"{r.kl_qp:.3g}",
+                     r.gradient_of, "-" if r.cosine_kl_qp is None else f"{r.cosine_kl_qp:.6f}",
+                     "-" if r.cosine_kl_pq is None else f"{r.cosine_kl_pq:.6f}",
+                     f"{r.norm_ratio_kl_qp:.4g}", f"{r.norm_ratio_kl_pq:.4g}", reading))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [f"{report.function}: per-token term as a {report.usage}, gradients through its own torch autograd "
+             "(softmax policy, float64)",
+             "expected gradient G vs grad KL(q_theta||p) (qp) and grad KL(p||q_theta) (pq); gradient_of is "
+             "decided within the computed error bounds", ""]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    notes = list(report.notes) + sorted({r.note for r in report.results if r.note})
+    lines += [f"note: {n}" for n in notes]
     return "\n".join(lines)

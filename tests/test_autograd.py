@@ -1,0 +1,375 @@
+"""The expected gradient of a user's own torch KL term (verify.autograd, `verify gradients
+--framework torch`).
+
+Two independent computations of the same gradients: torch twins of the registered
+estimators, differentiated by torch's autograd here, must equal the exact mode-as-data
+results of verify.gradients (mpmath sums) within both error bounds.  The KL terms of the
+issue, written the way libraries write them, must get the gradient the mathematics says
+(shared/LIBRARIES.md, "Known results"), on-policy and off-policy.
+
+Outside CI these tests are skipped when torch is missing; with ``CI`` set a missing torch
+is an error.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import mpmath
+import numpy as np
+import pytest
+
+from estimators import Estimator, registry
+from verify import UsageError
+from verify import gradients as G
+from verify.cli import main
+
+
+def _torch():
+    if os.environ.get("CI"):
+        import torch  # noqa: PLC0415 - in CI a missing torch must fail, never skip
+
+        return torch
+    return pytest.importorskip("torch")
+
+
+torch = _torch()
+
+from verify import autograd  # noqa: E402
+
+SOFTMAX_PAIRS = [p for p in G.PAIRS if p.family == "softmax"]
+FAR = next(p for p in SOFTMAX_PAIRS if p.regime == "far")
+
+
+# -------------------------------------------- KL terms as libraries write them
+
+def k1(logp, ref_logp, old_logp):
+    return logp - ref_logp
+
+
+def k2(logp, ref_logp, old_logp):
+    return (ref_logp - logp) ** 2 / 2
+
+
+def k3(logp, ref_logp, old_logp):
+    log_ratio = ref_logp - logp
+    return torch.exp(log_ratio) - 1 - log_ratio
+
+
+@torch.no_grad()
+def k3_no_grad(logp, ref_logp, old_logp):
+    """A decorator that silently removes the KL term's gradient."""
+    return k3(logp, ref_logp, old_logp)
+
+
+def k3_straight_through(logp, ref_logp, old_logp):
+    """verl's "k3+": the value of k3, the gradient of k2."""
+    low_var = k2(logp, ref_logp, old_logp)
+    return low_var - low_var.detach() + k3(logp, ref_logp, old_logp).detach()
+
+
+def importance_weighted_k3(logp, ref_logp, old_logp):
+    """TRL's bias correction at token level: k3 times pi/pi_old, NOT detached."""
+    return torch.exp(logp - old_logp) * k3(logp, ref_logp, old_logp)
+
+
+def importance_weighted_k2(logp, ref_logp, old_logp):
+    return torch.exp(logp - old_logp) * k2(logp, ref_logp, old_logp)
+
+
+def k3_clamped(logp, ref_logp, old_logp):
+    """verl's low_var_kl: log ratio clamped to [-20, 20], the result to [-10, 10]."""
+    log_ratio = torch.clamp(ref_logp - logp, -20, 20)
+    return torch.clamp(torch.exp(log_ratio) - 1 - log_ratio, -10, 10)
+
+
+def _verdicts(func, usage="loss", **given):
+    report = autograd.gradient_of_term(func, usage=usage, **given)
+    return {(r.mode, r.regime): r for r in report.results}
+
+
+# (term, usage) -> expected gradient_of per (mode, regime) on the built-in softmax pairs
+KNOWN = {
+    # on-policy: E[grad k1] = 0; off-policy E_old[grad log q] = q_old - q, no KL gradient
+    (k1, "loss"): {"loss": "zero", "loss_offpolicy": "biased"},
+    (k2, "loss"): {"loss": "kl_qp", "loss_offpolicy": "biased"},
+    (k3, "loss"): {"loss": "kl_pq", "loss_offpolicy": "biased"},
+    (k3_no_grad, "loss"): {"loss": "zero", "loss_offpolicy": "zero"},
+    (k3_straight_through, "loss"): {"loss": "kl_qp", "loss_offpolicy": "biased"},
+    # w k3 has expectation KL(q_theta||p) under q_old for every theta: its gradient
+    (importance_weighted_k3, "loss"): {"loss": "kl_qp", "loss_offpolicy": "kl_qp"},
+    (importance_weighted_k2, "loss"): {"loss": "biased", "loss_offpolicy": "biased"},
+    (k1, "reward"): {"reward": "kl_qp"},
+    # E[k3 score] = grad KL(q||p) - grad KL(p||q)
+    (k3, "reward"): {"reward": "biased"},
+}
+
+
+@pytest.mark.parametrize("term, usage", list(KNOWN), ids=[f"{t.__name__}-{u}" for t, u in KNOWN])
+def test_library_terms_get_the_gradient_the_mathematics_says(term, usage):
+    verdicts = _verdicts(term, usage)
+    assert {key[0] for key in verdicts} == set(KNOWN[(term, usage)])
+    for (mode, regime), row in verdicts.items():
+        assert row.gradient_of == KNOWN[(term, usage)][mode], (mode, regime, row)
+        assert row.identically_zero == (term is k3_no_grad)
+
+
+def test_no_grad_term_is_said_to_be_identically_zero():
+    row = _verdicts(k3_no_grad)[("loss", "near")]
+    assert row.identically_zero and row.gradient_norm == 0.0 and row.cosine_kl_qp is None
+    assert "identically zero" in row.note
+
+
+def test_straight_through_k3_has_k2s_gradient_pointwise():
+    """Not only in expectation: the whole gradient vector equals k2's."""
+    for pair in SOFTMAX_PAIRS:
+        for mode in ("loss", "loss_offpolicy"):
+            a = _verdicts(k3_straight_through)[(mode, pair.regime)]
+            b = _verdicts(k2)[(mode, pair.regime)]
+            assert np.linalg.norm(np.subtract(a.gradient, b.gradient)) <= a.error + b.error
+
+
+def test_importance_weighted_k1_is_kl_qp_off_policy():
+    def importance_weighted_k1(logp, ref_logp, old_logp):
+        return torch.exp(logp - old_logp) * (logp - ref_logp)
+
+    verdicts = _verdicts(importance_weighted_k1)
+    assert {row.gradient_of for row in verdicts.values()} == {"kl_qp"}
+
+
+def test_expected_gradient_against_an_mpmath_sum_off_policy():
+    """k2 off-policy: G_i = sum_x q_old(x) (-log r(x)) ([x = i] - q_i), at 50 digits."""
+    pair = FAR
+    with mpmath.workdps(50):
+        def log_softmax(logits):
+            values = [mpmath.mpf(v) for v in logits]
+            normalizer = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in values))
+            return [v - normalizer for v in values]
+
+        logq, logp, logo = log_softmax(pair.theta), log_softmax(pair.p), log_softmax(pair.theta_old)
+        q = [mpmath.exp(v) for v in logq]
+        coefficient = [mpmath.exp(o) * (a - b) for o, a, b in zip(logo, logq, logp)]
+        total = mpmath.fsum(coefficient)
+        exact = np.array([float(coefficient[i] - q[i] * total) for i in range(len(q))])
+    row = _verdicts(k2)[("loss_offpolicy", "far")]
+    assert np.linalg.norm(np.subtract(row.gradient, exact)) <= row.error
+    assert row.error < 1e-12 * np.linalg.norm(exact)  # a bound, and a useful one
+
+
+# ----------------------------- two independent computations of the same gradients
+
+def _f_of_log_ratio(name):
+    """Torch twins of the registered estimators, as functions of t = log r."""
+    twins = {
+        "k1": lambda t: -t,
+        "k2": lambda t: t * t / 2,
+        "k3": lambda t: torch.expm1(t) - t,
+        "kl_pq": lambda t: t * torch.exp(t) - torch.expm1(t),
+        "k4": lambda t: torch.log1p(torch.expm1(t) ** 2),
+        "abs": lambda t: torch.abs(t),
+        "k3_clamped": lambda t: torch.clamp(torch.expm1(torch.clamp(t, -20, 20)) - torch.clamp(t, -20, 20), -10, 10),
+    }
+    return twins[name]
+
+
+TWINS = ["k1", "k2", "k3", "kl_pq", "k4", "abs", "k3_clamped"]
+
+
+def _term_for_mode(f, mode):
+    """The torch term whose autograd semantics is verify.gradients' mode (as data)."""
+    def plain(logp, ref_logp, old_logp):
+        return f(ref_logp - logp)
+
+    def weighted(logp, ref_logp, old_logp):
+        return torch.exp(logp - old_logp) * f(ref_logp - logp)
+
+    def straight_through(logp, ref_logp, old_logp):
+        t = ref_logp - logp
+        low_var = t * t / 2
+        return low_var - low_var.detach() + f(t).detach()
+
+    return {"loss": (plain, "loss", "loss"), "reward": (plain, "reward", "reward"),
+            "loss_offpolicy": (plain, "loss", "loss_offpolicy"),
+            "loss_is_weighted": (weighted, "loss", "loss_offpolicy"),
+            "straight_through": (straight_through, "loss", "loss")}[mode]
+
+
+@pytest.mark.parametrize("name", TWINS)
+def test_torch_twins_equal_the_exact_mode_as_data_gradients(name):
+    estimator = registry()[name]
+    exact = {(r.mode, r.regime): r for r in G.gradient_details(estimator) if r.family == "softmax"}
+    f = _f_of_log_ratio(name)
+    for mode in G.MODE_NAMES:
+        term, usage, term_mode = _term_for_mode(f, mode)
+        rows = _verdicts(term, usage)
+        for pair in SOFTMAX_PAIRS:
+            ours, theirs = rows[(term_mode, pair.regime)], exact[(mode, pair.regime)]
+            difference = np.linalg.norm(np.subtract(ours.gradient, theirs.gradient))
+            assert difference <= ours.error + theirs.error, (mode, pair.regime, difference)
+            assert ours.gradient_of == theirs.gradient_of, (mode, pair.regime)
+
+
+def test_closed_form_references_agree_with_mpmath_sums():
+    for pair in SOFTMAX_PAIRS:
+        grad_qp, grad_pq, error_qp, error_pq, kl = autograd.reference_gradients(
+            np.array([pair.theta]), np.array([pair.p]))
+        exact_qp, exact_pq, exact_error_qp, exact_error_pq = G.reference_gradients(pair)
+        assert np.linalg.norm(grad_qp[0] - exact_qp) <= error_qp[0] + exact_error_qp
+        assert np.linalg.norm(grad_pq[0] - exact_pq) <= error_pq[0] + exact_error_pq
+        assert abs(kl[0] - G.kl_qp_value(pair)) <= 1e-14
+
+
+def test_torch_estimator_is_a_term():
+    estimator = Estimator(name="k3_torch", expr="(r - 1) - log(r)", framework="torch",
+                          numeric=lambda logp, logq: torch.expm1(logp - logq) - (logp - logq))
+    rows = _verdicts(autograd.term_from_estimator(estimator))
+    assert rows[("loss", "near")].gradient_of == "kl_pq"
+
+
+# --------------------------------------------------------------- given logits
+
+def test_clamped_k3_on_a_given_far_pair():
+    """The far token (log r = 3.28, k3 = 22) is clamped at 10: its gradient vanishes there,
+    so clamped k3 no longer gives grad KL(p||q); plain k3 does on the same pair."""
+    given = {"policy": np.array(FAR.theta), "reference": np.array(FAR.p), "old": np.array(FAR.theta_old)}
+    clamped = _verdicts(k3_clamped, **given)
+    plain = _verdicts(k3, **given)
+    assert clamped[("loss", "given")].gradient_of == "biased"
+    assert plain[("loss", "given")].gradient_of == "kl_pq"
+    # and the registered k3_clamped agrees, mode as data, on the same pair
+    exact = {(r.mode, r.regime): r for r in G.gradient_details(registry()["k3_clamped"], ["loss"])
+             if r.family == "softmax"}
+    assert np.linalg.norm(np.subtract(clamped[("loss", "given")].gradient, exact[("loss", "far")].gradient)) \
+        <= clamped[("loss", "given")].error + exact[("loss", "far")].error
+
+
+def test_per_position_results_and_their_mean():
+    rng = np.random.default_rng(20261203)
+    policy = rng.normal(size=(3, 40))
+    reference = policy + 0.3 * rng.normal(size=(3, 40))
+    rows = autograd.gradient_of_term(k3, policy=policy, reference=reference).results
+    assert [(r.mode, r.position) for r in rows] == [("loss", 0), ("loss", 1), ("loss", 2), ("loss", "mean")]
+    assert {r.gradient_of for r in rows} == {"kl_pq"}
+    # each position alone gives the same row as inside the batch
+    alone = autograd.gradient_of_term(k3, policy=policy[1], reference=reference[1]).results[0]
+    assert alone.position is None
+    assert np.linalg.norm(np.subtract(alone.gradient, rows[1].gradient)) <= alone.error + rows[1].error
+    # the mean row's gradient is the concatenation over positions divided by T
+    assert np.allclose(rows[3].gradient, np.concatenate([r.gradient for r in rows[:3]]) / 3, rtol=0, atol=1e-15)
+
+
+def test_bad_terms_are_usage_errors():
+    policy = np.zeros(5)
+    with pytest.raises(UsageError, match="one value per token"):
+        autograd.gradient_of_term(lambda a, b, c: (a - b).sum(), policy=policy, reference=policy)
+    with pytest.raises(UsageError, match="raised ZeroDivisionError"):
+        autograd.gradient_of_term(lambda a, b, c: 1 / 0, policy=policy, reference=policy)
+    with pytest.raises(UsageError, match="torch tensor"):
+        autograd.gradient_of_term(lambda a, b, c: 0.0, policy=policy, reference=policy)
+    with pytest.raises(UsageError, match="finite"):
+        autograd.gradient_of_term(k3, policy=np.array([0.0, -np.inf]), reference=policy[:2])
+    with pytest.raises(UsageError, match="usage"):
+        autograd.gradient_of_term(k3, usage="penalty")
+
+
+def test_non_finite_gradient_is_undecided():
+    def log_of_negative(logp, ref_logp, old_logp):
+        return torch.log(logp)  # logp < 0: NaN
+
+    with pytest.raises(G.GradientUndecided, match="not finite"):
+        autograd.gradient_of_term(log_of_negative)
+
+
+# ------------------------------------------------------------------------ CLI
+
+TERMS_FILE = '''
+import torch
+
+def k3(logp, ref_logp, old_logp):
+    log_ratio = ref_logp - logp
+    return torch.exp(log_ratio) - 1 - log_ratio
+
+@torch.no_grad()
+def k3_no_grad(logp, ref_logp, old_logp):
+    return k3(logp, ref_logp, old_logp)
+'''
+
+
+@pytest.fixture
+def terms(tmp_path):
+    path = tmp_path / "my_terms.py"
+    path.write_text(TERMS_FILE)
+    return path
+
+
+def test_cli_json_on_the_built_in_pairs(terms, capsys):
+    code = main(["gradients", f"{terms}:k3", "--framework", "torch", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["function"] == "k3" and out["usage"] == "loss" and out["framework"] == "torch"
+    got = {(r["mode"], r["regime"]): r["gradient_of"] for r in out["results"]}
+    assert got == {("loss", "near"): "kl_pq", ("loss", "far"): "kl_pq",
+                   ("loss_offpolicy", "near"): "biased", ("loss_offpolicy", "far"): "biased"}
+    assert set(out["results"][0]) == set(autograd.ROW_KEYS)
+
+
+def test_cli_text_says_identically_zero(terms, capsys):
+    assert main(["gradients", f"{terms}:k3_no_grad", "--framework", "torch"]) == 0
+    assert "identically 0" in capsys.readouterr().out
+
+
+def test_cli_reward_with_p_and_q(terms, capsys):
+    code = main(["gradients", f"{terms}:k3", "--framework", "torch", "--usage", "reward",
+                 "--p", "categorical(logits=[0, 1, 2, 3])", "--q", "categorical(logits=[0, 0, 0, 0])", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [(r["mode"], r["regime"], r["gradient_of"]) for r in out["results"]] == [("reward", "given", "biased")]
+
+
+def test_cli_logits_file(terms, tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    path = tmp_path / "logits.npz"
+    np.savez(path, policy=rng.normal(size=(2, 30)), reference=rng.normal(size=(2, 30)),
+             old=rng.normal(size=(2, 30)))
+    code = main(["gradients", f"{terms}:k3", "--framework", "torch", "--logits", str(path), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [(r["mode"], r["position"]) for r in out["results"]] == [
+        ("loss", 0), ("loss", 1), ("loss", "mean"), ("loss_offpolicy", 0), ("loss_offpolicy", 1),
+        ("loss_offpolicy", "mean")]
+
+
+def _write_pickled(path):
+    np.save(path, np.array([{"policy": 1}], dtype=object), allow_pickle=True)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("not a zip"), "not an .npz archive"),
+    (lambda p: np.savez(p, policy=np.zeros(3)), "no array 'reference'"),
+    (lambda p: np.savez(p, policy=np.array([object()], dtype=object), reference=np.zeros(1)), "without pickles"),
+    (lambda p: np.savez(p, policy=np.zeros(3), reference=np.zeros(4)), "differ in shape"),
+    (lambda p: np.savez(p, policy=np.zeros((2, 2, 2)), reference=np.zeros((2, 2, 2))), "shape"),
+    (lambda p: np.savez(p, policy=np.array(["a", "b"]), reference=np.zeros(2)), "real numbers"),
+    (lambda p: np.savez(p, policy=np.zeros(3), reference=np.zeros(3), extra=np.zeros(3)), "unexpected array"),
+], ids=["not-zip", "missing", "pickle", "shapes", "3d", "strings", "extra"])
+def test_cli_bad_logits_files_are_one_line_exit_2(terms, tmp_path, capsys, make, message):
+    path = tmp_path / "bad.npz"
+    make(path)
+    code = main(["gradients", f"{terms}:k3", "--framework", "torch", "--logits", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gradients", "{terms}:missing", "--framework", "torch"], "no function named"),
+    (["gradients", "k3", "--framework", "torch"], "FILE.py:FUNC"),
+    (["gradients", "{terms}:k3", "--framework", "torch", "--mode", "loss"], "--usage"),
+    (["gradients", "{terms}:k3", "--framework", "torch", "--p", "norm(0, 1)", "--q", "norm(0, 1)"], "categorical"),
+    (["gradients", "{terms}:k3", "--framework", "torch", "--p", "categorical(logits=[0, 1])"], "both --p and --q"),
+    (["gradients", "k3", "--usage", "reward"], "--framework torch"),
+    (["gradients", "{terms}:k3", "--framework", "torch", "--usage", "penalty"], "usage"),
+], ids=["missing-function", "not-a-file", "mode", "normal", "p-only", "numpy-usage", "bad-usage"])
+def test_cli_bad_input_is_one_line_exit_2(terms, capsys, argv, message):
+    code = main([a.format(terms=terms) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

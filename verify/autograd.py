@@ -1,0 +1,367 @@
+"""The expected gradient of a user's own KL term, computed through the user's own autograd.
+
+``func(logp, ref_logp, old_logp) -> Tensor`` is the per-token term a trainer adds to its
+loss before the coefficient (torch code, as shipped: ``detach()``, clamps, importance
+weights and straight-through tricks act as written):
+
+- ``logp`` = log pi_theta(x), with gradient;
+- ``ref_logp`` = log pi_ref(x);
+- ``old_logp`` = log pi_old(x) of the policy that sampled x, detached (on-policy it has
+  ``logp``'s value).
+
+The policy is a softmax over logits theta, one row per position.  Instead of sampling,
+the whole vocabulary is one batch: every token x is evaluated at once, and the expected
+gradient is exact up to rounding:
+
+- ``loss`` (on-policy):        G = grad_theta sum_x pi_theta(x) func(x), weights detached;
+- ``loss_offpolicy``:          the same with weights pi_old (pi_old != pi_theta, as after
+  the first epoch of PPO/GRPO on a batch) and ``old_logp`` = log pi_old;
+- ``reward`` (REINFORCE):      G = sum_x pi_theta(x) func(x).detach() grad log pi_theta(x).
+
+autograd gives g = dL/d logp (per token); G = g - pi_theta * sum(g) is the softmax's
+chain rule, applied here.  G is compared with grad KL(pi_theta||pi_ref) and
+grad KL(pi_ref||pi_theta) (closed forms, :func:`reference_gradients`) and 0, within
+error bounds, with the classification of :mod:`verify.gradients` (``gradient_of``).
+
+Error bound of G (2-norm, per position), two terms:
+
+1. rounding of the per-token gradients and of the sums: ``TERM_ULPS`` float64 ulps of
+   the sum of |terms| (|g_x| + pi_x sum |g|);
+2. cancellation inside ``func`` that (1) does not see, measured by two evaluations: the
+   same code run in float32 and in float64; their difference estimates float32's error,
+   and float64's is that times eps64/eps32, times ``PRECISION_SAFETY``.
+
+The bound assumes ``func`` computes in the dtype it is given (a term that casts to
+float32 inside and back is float32-accurate, and its bound is float32's only if it
+returns float32).  Where the float32 evaluation is not finite, term 2 is replaced by
+``FALLBACK_REL`` of the sum of |terms| (half of float64's digits) and the row says so.
+A term whose value does not depend on ``logp`` in autograd at all (detached everywhere,
+``@torch.no_grad``) has the gradient zero identically, and the row says so.
+
+Only the softmax family runs through this path (the built-in ``near``/``far`` pairs of
+``verify.gradients``, or given logits: regime ``given``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.special import log_softmax
+
+from verify import UsageError
+from verify.frameworks import require_torch
+from verify.gradients import PAIRS, GradientUndecided, classify_gradient
+
+__all__ = [
+    "USAGES", "TERM_MODES", "TermGradient", "TermGradientReport", "gradient_of_term",
+    "reference_gradients", "term_from_estimator", "check_logits", "TERM_ULPS",
+    "PRECISION_SAFETY", "FALLBACK_REL",
+]
+
+USAGES = ("loss", "reward")
+TERM_MODES = {"loss": ("loss", "loss_offpolicy"), "reward": ("reward",)}
+EPS64 = float(np.finfo(np.float64).eps)
+EPS32 = float(np.finfo(np.float32).eps)
+# Rounding of one per-token gradient (a handful of correctly rounded operations in the
+# user's code and in autograd's backward) and of the pairwise sums over the vocabulary:
+# 64 ulps of the sum of |terms| (pairwise summation of 2^k terms adds at most k ulps;
+# k <= 24 for any vocabulary up to 16M tokens).
+TERM_ULPS = 64
+# Cancellation inside the user's code: float64's error estimated as the float32/float64
+# difference times eps64/eps32, times this factor (float32's error is only measured at
+# one input, and float64's rounding of the same steps may be less lucky).
+PRECISION_SAFETY = 16.0
+# Where the float32 evaluation overflows, half of float64's digits are assumed lost.
+FALLBACK_REL = 2.0 ** -26
+# Closed-form references: log_softmax has an absolute error of a few ulps of
+# (|x| + |logsumexp| + 1); each term q (log q - log p - KL) then has a relative error of
+# that times its size, and the sums add log2(V) ulps.  64 ulps plus log2(V) covers it.
+REFERENCE_ULPS = 64
+# Large inputs: 2^25 log-probabilities per array (a 152,064-token vocabulary for 220 positions).
+MAX_LOGITS = 2 ** 25
+ROW_KEYS = ("mode", "family", "regime", "position", "kl_qp", "gradient_of", "identically_zero",
+            "cosine_kl_qp", "cosine_kl_pq", "norm_ratio_kl_qp", "norm_ratio_kl_pq",
+            "multiple_kl_qp", "multiple_kl_pq", "gradient_norm", "error", "note")
+
+
+@dataclass(frozen=True)
+class TermGradient:
+    """One row: the expected gradient of the term in one mode, on one pair (one position,
+    or ``position = "mean"``: the mean over positions), against the two KL gradients."""
+
+    mode: str
+    family: str
+    regime: str
+    position: int | str | None
+    kl_qp: float
+    gradient_of: str
+    identically_zero: bool
+    cosine_kl_qp: float | None
+    cosine_kl_pq: float | None
+    norm_ratio_kl_qp: float
+    norm_ratio_kl_pq: float
+    multiple_kl_qp: float
+    multiple_kl_pq: float
+    gradient_norm: float
+    error: float
+    note: str = ""
+    gradient: tuple = field(default=(), repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        """The row as JSON-ready data (the gradient vector itself is left out)."""
+        return {key: getattr(self, key) for key in ROW_KEYS}
+
+
+@dataclass(frozen=True)
+class TermGradientReport:
+    function: str
+    usage: str
+    results: tuple
+    notes: tuple = ()
+
+    def to_json(self) -> dict:
+        return {"function": self.function, "framework": "torch", "usage": self.usage,
+                "results": [r.to_json() for r in self.results], "notes": list(self.notes)}
+
+
+# ----------------------------------------------------------------------- inputs
+
+def check_logits(array, what: str) -> np.ndarray:
+    """Finite float logits of shape (V,) or (T, V), V >= 2, as float64 of shape (T, V)."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
+        raise UsageError(f"{what}: logits must be real numbers, got dtype {array.dtype}")
+    if array.ndim not in (1, 2):
+        raise UsageError(f"{what}: logits must have shape (V,) or (T, V), got {array.shape}")
+    if array.size > MAX_LOGITS:
+        raise UsageError(f"{what}: more than {MAX_LOGITS} logits")
+    array = np.asarray(array, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.shape[1] < 2 or array.shape[0] < 1:
+        raise UsageError(f"{what}: need at least 2 tokens and 1 position, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise UsageError(f"{what}: logits must be finite (drop impossible tokens instead of giving -inf)")
+    if np.any(np.ptp(array, axis=1) > 700):
+        raise UsageError(f"{what}: logits span more than 700 nats: probabilities below 1e-304 are not supported")
+    return np.ascontiguousarray(array)
+
+
+def term_from_estimator(estimator):
+    """A torch Estimator's ``numeric(logp, logq)`` (f of r = p/q) as a per-token term:
+    ``func(logp, ref_logp, old_logp) = numeric(ref_logp, logp)``."""
+    if getattr(estimator, "framework", "numpy") != "torch" or estimator.numeric is None:
+        raise UsageError(f"estimator {estimator.name!r} has no torch implementation (framework='torch')")
+    numeric = estimator.numeric
+
+    def term(logp, ref_logp, old_logp):
+        return numeric(ref_logp, logp)
+
+    term.__name__ = estimator.name
+    return term
+
+
+# ------------------------------------------------------------------- references
+
+def reference_gradients(logits, ref_logits):
+    """grad KL(q||p) and grad KL(p||q) w.r.t. the logits of q, KL(q||p), and an error
+    bound of each gradient per row (float64 closed forms, rows = positions).
+
+    grad_i KL(q||p) = q_i (log q_i - log p_i - KL(q||p));  grad_i KL(p||q) = q_i - p_i.
+    """
+    logq = log_softmax(logits, axis=1)
+    logp = log_softmax(ref_logits, axis=1)
+    q, p = np.exp(logq), np.exp(logp)
+    log_ratio = logq - logp
+    kl = np.sum(q * log_ratio, axis=1, keepdims=True)
+    grad_qp = q * (log_ratio - kl)
+    grad_pq = q - p
+    size = logits.shape[1]
+    ulps = (REFERENCE_ULPS + math.log2(size)) * EPS64
+    scale_q = np.abs(logits).max(axis=1, keepdims=True) + np.abs(logq).max(axis=1, keepdims=True) + 1
+    scale_p = np.abs(ref_logits).max(axis=1, keepdims=True) + np.abs(logp).max(axis=1, keepdims=True) + 1
+    magnitude = q * (np.abs(logq) + np.abs(logp) + scale_q + scale_p + np.abs(kl))
+    error_qp = ulps * (np.linalg.norm(magnitude, axis=1)
+                       + np.linalg.norm(q, axis=1) * np.sum(magnitude, axis=1))
+    error_pq = ulps * (np.linalg.norm(q * scale_q, axis=1) + np.linalg.norm(p * scale_p, axis=1))
+    return grad_qp, grad_pq, error_qp, error_pq, kl[:, 0]
+
+
+# --------------------------------------------------------------- the user's term
+
+def _call(torch, func, logq, ref, old, mode, dtype):
+    """(g = dL/dlogp per token as float64, identically zero?) for one evaluation in dtype."""
+    leaf = torch.tensor(logq, dtype=dtype).requires_grad_(True)
+    ref_t = torch.tensor(ref, dtype=dtype)
+    old_t = leaf.detach() if mode in ("loss", "reward") else torch.tensor(old, dtype=dtype)
+    weights = torch.from_numpy(np.exp(logq if mode in ("loss", "reward") else old))
+    with torch.enable_grad():
+        try:
+            value = func(leaf, ref_t, old_t)
+        except UsageError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the user's code failing is bad input, said in one line
+            raise UsageError(f"the term raised {type(error).__name__}: {error}"[:300]) from None
+        if not isinstance(value, torch.Tensor):
+            raise UsageError(f"the term must return a torch tensor, got {type(value).__name__}")
+        if tuple(value.shape) != tuple(leaf.shape):
+            raise UsageError(f"the term must return one value per token: shape {tuple(leaf.shape)} in, "
+                             f"{tuple(value.shape)} out")
+        if not value.is_floating_point():
+            raise UsageError(f"the term must return floating-point values, got {value.dtype}")
+        values = value.detach().to(torch.float64)
+        _check_finite(torch, values, weights, "value")
+        if mode == "reward":
+            return (weights * values).numpy(), False
+        if not value.requires_grad:
+            return np.zeros_like(logq), True
+        objective = (weights * value.to(torch.float64)).sum()
+        (gradient,) = torch.autograd.grad(objective, leaf, allow_unused=True)
+    if gradient is None:
+        return np.zeros_like(logq), True
+    gradient = gradient.detach().to(torch.float64)
+    _check_finite(torch, gradient, weights, "gradient")
+    return gradient.numpy(), False
+
+
+def _check_finite(torch, values, weights, what):
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise GradientUndecided(f"the term's {what} is not finite at token {index} "
+                                f"(pi = {float(weights[index]):.3g}): the expected gradient cannot be bounded")
+
+
+def _project(g, q):
+    """Softmax chain rule: grad_theta = g - q * sum(g), and the sum of |terms| per row."""
+    total = g.sum(axis=1, keepdims=True)
+    magnitude = np.abs(g) + q * np.abs(g).sum(axis=1, keepdims=True)
+    return g - q * total, magnitude
+
+
+def _expected_gradients(torch, func, logits, ref_logits, old_logits, mode):
+    """(G per row, error bound per row, identically zero, note) for one mode."""
+    logq = log_softmax(logits, axis=1)
+    ref = log_softmax(ref_logits, axis=1)
+    old = log_softmax(old_logits, axis=1) if old_logits is not None else None
+    q = np.exp(logq)
+    g64, zero = _call(torch, func, logq, ref, old, mode, torch.float64)
+    gradient, magnitude = _project(g64, q)
+    error = TERM_ULPS * EPS64 * np.linalg.norm(magnitude, axis=1)
+    note = ""
+    if zero:
+        return gradient, error, True, "the term does not depend on logp in autograd: the gradient is identically zero"
+    try:
+        g32, _ = _call(torch, func, logq, ref, old, mode, torch.float32)
+        gradient32, _ = _project(g32, q)
+        error = error + PRECISION_SAFETY * (EPS64 / EPS32) * np.linalg.norm(gradient - gradient32, axis=1)
+    except GradientUndecided:
+        error = error + FALLBACK_REL * np.linalg.norm(magnitude, axis=1)
+        note = "float32 evaluation not finite: cancellation bound assumed (half of float64's digits)"
+    return gradient, error, False, note
+
+
+def _round(value, digits=10):
+    if value is None:
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def _round_up(value, digits=3):
+    """``value`` rounded up to ``digits`` significant digits: an error bound stays a bound."""
+    if not value > 0 or not math.isfinite(value):
+        return float(value)
+    exponent = math.floor(math.log10(value)) - digits + 1
+    rounded = float(f"{math.ceil(value / 10.0 ** exponent)}e{exponent}")
+    return rounded if rounded >= value else float(value)
+
+
+def _row(mode, regime, position, gradient, error, grad_qp, grad_pq, error_qp, error_pq, kl, zero, note):
+    verdict = "zero" if zero else classify_gradient(gradient, error, grad_qp, grad_pq, error_qp, error_pq)
+    norm = float(np.linalg.norm(gradient))
+
+    def cosine(reference):
+        if verdict == "zero":
+            return None
+        return _round(float(gradient @ reference) / (norm * float(np.linalg.norm(reference))))
+
+    return TermGradient(
+        mode=mode, family="softmax", regime=regime, position=position, kl_qp=_round(kl),
+        gradient_of=verdict, identically_zero=bool(zero),
+        cosine_kl_qp=cosine(grad_qp), cosine_kl_pq=cosine(grad_pq),
+        norm_ratio_kl_qp=_round(norm / float(np.linalg.norm(grad_qp))),
+        norm_ratio_kl_pq=_round(norm / float(np.linalg.norm(grad_pq))),
+        multiple_kl_qp=_round(float(gradient @ grad_qp / (grad_qp @ grad_qp))),
+        multiple_kl_pq=_round(float(gradient @ grad_pq / (grad_pq @ grad_pq))),
+        gradient_norm=_round(norm), error=_round_up(float(error)), note=note,
+        gradient=tuple(gradient.tolist()) if gradient.size <= 4096 else (),
+    )
+
+
+def _rows_for(torch, func, modes, regime, logits, ref_logits, old_logits):
+    grad_qp, grad_pq, error_qp, error_pq, kl = reference_gradients(logits, ref_logits)
+    positions = logits.shape[0]
+    rows = []
+    for mode in modes:
+        gradient, error, zero, note = _expected_gradients(torch, func, logits, ref_logits, old_logits, mode)
+        label = (lambda t: None) if positions == 1 else (lambda t: t)
+        for t in range(positions):
+            rows.append(_row(mode, regime, label(t), gradient[t], error[t], grad_qp[t], grad_pq[t],
+                             error_qp[t], error_pq[t], kl[t], zero, note))
+        if positions > 1:
+            # the mean over positions of the per-position terms: its gradient w.r.t. all
+            # T x V logits is the concatenation / T, against grad of the mean KL
+            rows.append(_row(mode, regime, "mean", gradient.ravel() / positions,
+                             float(np.linalg.norm(error)) / positions,
+                             grad_qp.ravel() / positions, grad_pq.ravel() / positions,
+                             float(np.linalg.norm(error_qp)) / positions,
+                             float(np.linalg.norm(error_pq)) / positions, float(np.mean(kl)), zero, note))
+    return rows
+
+
+def gradient_of_term(func, *, usage: str = "loss", policy=None, reference=None, old=None,
+                     name: str | None = None) -> TermGradientReport:
+    """The expected gradient of ``func(logp, ref_logp, old_logp)`` per mode and pair.
+
+    Without ``policy``/``reference``: the built-in softmax pairs of
+    :data:`verify.gradients.PAIRS` (regimes ``near``, ``far``).  With them: logits of
+    shape (V,) or (T, V) (regime ``given``; ``old`` optional, needed for
+    ``loss_offpolicy``), one row per position plus their ``mean``.  ``usage``: ``loss``
+    (modes loss, loss_offpolicy) or ``reward``.
+    """
+    torch = require_torch()
+    if usage not in USAGES:
+        raise UsageError(f"unknown usage {usage!r}; known: {', '.join(USAGES)}")
+    if not callable(func):
+        raise UsageError(f"the term must be callable, got {type(func).__name__}")
+    modes = TERM_MODES[usage]
+    name = name or getattr(func, "__name__", "term")
+    notes = []
+    rows = []
+    if policy is None and reference is None:
+        if old is not None:
+            raise UsageError("old logits given without policy and reference logits")
+        for pair in PAIRS:
+            if pair.family != "softmax":
+                continue
+            rows += _rows_for(torch, func, modes, pair.regime, np.array([pair.theta]), np.array([pair.p]),
+                              np.array([pair.theta_old]))
+    else:
+        if policy is None or reference is None:
+            raise UsageError("give both policy and reference logits (or neither, for the built-in pairs)")
+        policy = check_logits(policy, "policy")
+        reference = check_logits(reference, "reference")
+        if policy.shape != reference.shape:
+            raise UsageError(f"policy {policy.shape} and reference {reference.shape} logits differ in shape")
+        if old is not None:
+            old = check_logits(old, "old")
+            if old.shape != policy.shape:
+                raise UsageError(f"old {old.shape} and policy {policy.shape} logits differ in shape")
+        elif "loss_offpolicy" in modes:
+            modes = tuple(m for m in modes if m != "loss_offpolicy")
+            notes.append("no old policy given: loss_offpolicy not computed")
+        rows += _rows_for(torch, func, modes, "given", policy, reference, old)
+    order = {m: i for i, m in enumerate(TERM_MODES[usage])}
+    rows.sort(key=lambda r: order[r.mode])  # stable: pairs and positions keep their order
+    return TermGradientReport(function=name, usage=usage, results=tuple(rows), notes=tuple(notes))

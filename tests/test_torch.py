@@ -216,3 +216,29 @@ def test_pytest_plugin_with_torch(pytester, monkeypatch):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*fp_nonnegative@bfloat16: refuted*", "*counterexample*"])
     result.stdout.no_fnmatch_line("*implementation failed*")
+
+
+NO_TORCH_SCRIPT = '''
+import sys
+from estimators import registry
+from verify import cli, collect, floating, gradients, report
+from verify.commands import all as all_command
+
+cli.build_parser()
+estimator = registry()["k3"]
+floating.fp_results_for_report(estimator, profile="dev", dtypes=("bfloat16",))
+floating.check_claims(estimator, ["fp_nonnegative@float16"], profile="dev")
+gradients.gradient_table(estimator, ["loss"])
+print("torch imported" if "torch" in sys.modules else "torch not imported")
+'''
+
+
+def test_the_numpy_path_never_imports_torch(tmp_path):
+    """`verify all` runs these modules and calls; torch is an optional extra."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT], cwd=root, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "torch not imported"

@@ -226,9 +226,9 @@ def _call(torch, func, logq, ref, old, mode, dtype):
 
 
 def _check_finite(torch, values, weights, what):
-    bad = ~torch.isfinite(values)
-    if bool(bad.any()):
-        index = tuple(int(i) for i in torch.nonzero(bad)[0])
+    bad = ~np.isfinite(values.numpy())
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise GradientUndecided(f"the term's {what} is not finite at token {index} "
                                 f"(pi = {float(weights[index]):.3g}): the expected gradient cannot be bounded")
 

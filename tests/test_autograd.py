@@ -272,6 +272,37 @@ def test_bad_terms_are_usage_errors():
         autograd.gradient_of_term(k3, usage="penalty")
 
 
+def test_the_term_sees_the_shape_it_was_given():
+    shapes = []
+
+    def recording_k2(logp, ref_logp, old_logp):
+        shapes.append(tuple(logp.shape))
+        return k2(logp, ref_logp, old_logp)
+
+    autograd.gradient_of_term(recording_k2)
+    assert set(shapes) == {(6,)}
+    shapes.clear()
+    autograd.gradient_of_term(recording_k2, policy=np.zeros((2, 5)), reference=np.ones((2, 5)))
+    assert set(shapes) == {(2, 5)}
+
+
+def test_a_float32_term_gets_float32_bounds_and_a_16_bit_one_is_refused():
+    def k3_float32(logp, ref_logp, old_logp):  # OpenRLHF casts both log-probs to float32 first
+        return k3(logp.float(), ref_logp.float(), old_logp.float())
+
+    rows = _verdicts(k3_float32)
+    ours, exact = rows[("loss", "far")], _verdicts(k3)[("loss", "far")]
+    assert ours.gradient_of == "kl_pq" and "float32" in ours.note
+    assert ours.error > 1000 * exact.error  # float32 rounding, not float64's
+    assert np.linalg.norm(np.subtract(ours.gradient, exact.gradient)) <= ours.error + exact.error
+
+    def k3_bfloat16(logp, ref_logp, old_logp):
+        return k3(logp.bfloat16(), ref_logp.bfloat16(), old_logp.bfloat16())
+
+    with pytest.raises(UsageError, match="bfloat16"):
+        autograd.gradient_of_term(k3_bfloat16)
+
+
 def test_non_finite_gradient_is_undecided():
     def log_of_negative(logp, ref_logp, old_logp):
         return torch.log(logp)  # logp < 0: NaN
@@ -373,3 +404,10 @@ def test_cli_bad_input_is_one_line_exit_2(terms, capsys, argv, message):
     code = main([a.format(terms=terms) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_identical_policy_and_reference_give_zero_without_ratios():
+    logits = np.array([0.3, -1.0, 2.0])
+    row = autograd.gradient_of_term(k3, policy=logits, reference=logits).results[0]
+    assert row.gradient_of == "zero" and row.kl_qp == 0.0
+    assert row.norm_ratio_kl_qp is None and row.multiple_kl_pq is None and row.cosine_kl_qp is None

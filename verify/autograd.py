@@ -78,8 +78,9 @@ FALLBACK_REL = 2.0 ** -26
 # (|x| + |logsumexp| + 1); each term q (log q - log p - KL) then has a relative error of
 # that times its size, and the sums add log2(V) ulps.  64 ulps plus log2(V) covers it.
 REFERENCE_ULPS = 64
-# Large inputs: 2^25 log-probabilities per array (a 152,064-token vocabulary for 220 positions).
-MAX_LOGITS = 2 ** 25
+# Large inputs: 2^23 logits per array (a 152,064-token vocabulary for 55 positions); the
+# check holds about 15 float64 arrays of that size at once.
+MAX_LOGITS = 2 ** 23
 ROW_KEYS = ("mode", "family", "regime", "position", "kl_qp", "gradient_of", "identically_zero",
             "cosine_kl_qp", "cosine_kl_pq", "norm_ratio_kl_qp", "norm_ratio_kl_pq",
             "multiple_kl_qp", "multiple_kl_pq", "gradient_norm", "error", "note")
@@ -99,10 +100,10 @@ class TermGradient:
     identically_zero: bool
     cosine_kl_qp: float | None
     cosine_kl_pq: float | None
-    norm_ratio_kl_qp: float
-    norm_ratio_kl_pq: float
-    multiple_kl_qp: float
-    multiple_kl_pq: float
+    norm_ratio_kl_qp: float | None  # None where the KL gradient is exactly 0 (pi_theta = pi_ref)
+    norm_ratio_kl_pq: float | None
+    multiple_kl_qp: float | None
+    multiple_kl_pq: float | None
     gradient_norm: float
     error: float
     note: str = ""
@@ -190,8 +191,13 @@ def reference_gradients(logits, ref_logits):
 
 # --------------------------------------------------------------- the user's term
 
-def _call(torch, func, logq, ref, old, mode, dtype):
-    """(g = dL/dlogp per token as float64, identically zero?) for one evaluation in dtype."""
+def _call(torch, func, logq, ref, old, mode, dtype, flat=False):
+    """(g = dL/dlogp per token as float64 (T, V), identically zero?, eps of the value's
+    dtype) for one evaluation in dtype.  ``flat``: the term sees 1-D tensors (V,)."""
+    shape = logq.shape
+    if flat:
+        logq, ref = logq[0], ref[0]
+        old = old[0] if old is not None else None
     leaf = torch.tensor(logq, dtype=dtype).requires_grad_(True)
     ref_t = torch.tensor(ref, dtype=dtype)
     old_t = leaf.detach() if mode in ("loss", "reward") else torch.tensor(old, dtype=dtype)
@@ -208,21 +214,23 @@ def _call(torch, func, logq, ref, old, mode, dtype):
         if tuple(value.shape) != tuple(leaf.shape):
             raise UsageError(f"the term must return one value per token: shape {tuple(leaf.shape)} in, "
                              f"{tuple(value.shape)} out")
-        if not value.is_floating_point():
-            raise UsageError(f"the term must return floating-point values, got {value.dtype}")
+        if value.dtype not in (torch.float64, torch.float32):
+            raise UsageError(f"the term returned {value.dtype} for {dtype} inputs: the expected gradient is "
+                             "computed in float64, so the term must compute in float64 or float32 here")
+        eps = float(torch.finfo(value.dtype).eps)
         values = value.detach().to(torch.float64)
         _check_finite(torch, values, weights, "value")
         if mode == "reward":
-            return (weights * values).numpy(), False
+            return (weights * values).numpy().reshape(shape), False, eps
         if not value.requires_grad:
-            return np.zeros_like(logq), True
+            return np.zeros(shape), True, eps
         objective = (weights * value.to(torch.float64)).sum()
         (gradient,) = torch.autograd.grad(objective, leaf, allow_unused=True)
     if gradient is None:
-        return np.zeros_like(logq), True
+        return np.zeros(shape), True, eps
     gradient = gradient.detach().to(torch.float64)
     _check_finite(torch, gradient, weights, "gradient")
-    return gradient.numpy(), False
+    return gradient.numpy().reshape(shape), False, eps
 
 
 def _check_finite(torch, values, weights, what):
@@ -240,25 +248,27 @@ def _project(g, q):
     return g - q * total, magnitude
 
 
-def _expected_gradients(torch, func, logits, ref_logits, old_logits, mode):
+def _expected_gradients(torch, func, logits, ref_logits, old_logits, mode, flat=False):
     """(G per row, error bound per row, identically zero, note) for one mode."""
     logq = log_softmax(logits, axis=1)
     ref = log_softmax(ref_logits, axis=1)
     old = log_softmax(old_logits, axis=1) if old_logits is not None else None
     q = np.exp(logq)
-    g64, zero = _call(torch, func, logq, ref, old, mode, torch.float64)
+    g64, zero, eps = _call(torch, func, logq, ref, old, mode, torch.float64, flat)
     gradient, magnitude = _project(g64, q)
-    error = TERM_ULPS * EPS64 * np.linalg.norm(magnitude, axis=1)
-    note = ""
+    # a term that returns float32 for float64 inputs is rounded to float32: its ulps
+    error = TERM_ULPS * max(eps, EPS64) * np.linalg.norm(magnitude, axis=1)
+    note = "" if eps <= EPS64 else "the term computes in float32: its rounding is float32's"
     if zero:
         return gradient, error, True, "the term does not depend on logp in autograd: the gradient is identically zero"
     try:
-        g32, _ = _call(torch, func, logq, ref, old, mode, torch.float32)
+        g32, _, _ = _call(torch, func, logq, ref, old, mode, torch.float32, flat)
         gradient32, _ = _project(g32, q)
         error = error + PRECISION_SAFETY * (EPS64 / EPS32) * np.linalg.norm(gradient - gradient32, axis=1)
     except GradientUndecided:
         error = error + FALLBACK_REL * np.linalg.norm(magnitude, axis=1)
-        note = "float32 evaluation not finite: cancellation bound assumed (half of float64's digits)"
+        note = "; ".join(filter(None, [
+            note, "float32 evaluation not finite: cancellation bound assumed (half of float64's digits)"]))
     return gradient, error, False, note
 
 
@@ -277,34 +287,44 @@ def _round_up(value, digits=3):
     return rounded if rounded >= value else float(value)
 
 
-def _row(mode, regime, position, gradient, error, grad_qp, grad_pq, error_qp, error_pq, kl, zero, note):
-    verdict = "zero" if zero else classify_gradient(gradient, error, grad_qp, grad_pq, error_qp, error_pq)
-    norm = float(np.linalg.norm(gradient))
+def _ratio(numerator, denominator):
+    return _round(numerator / denominator) if denominator != 0 else None
 
-    def cosine(reference):
-        if verdict == "zero":
+
+def _row(mode, regime, position, gradient, error, grad_qp, grad_pq, error_qp, error_pq, kl, zero, note):
+    norm = float(np.linalg.norm(gradient))
+    norm_qp, norm_pq = float(np.linalg.norm(grad_qp)), float(np.linalg.norm(grad_pq))
+    if zero:
+        verdict = "zero"
+    elif norm_qp == 0 or norm_pq == 0:
+        # pi_theta = pi_ref to the last bit: both KL gradients vanish
+        verdict = "zero" if norm <= error + error_qp + error_pq else "biased"
+    else:
+        verdict = classify_gradient(gradient, error, grad_qp, grad_pq, error_qp, error_pq)
+
+    def cosine(reference, reference_norm):
+        if verdict == "zero" or reference_norm == 0:
             return None
-        return _round(float(gradient @ reference) / (norm * float(np.linalg.norm(reference))))
+        return _round(float(gradient @ reference) / (norm * reference_norm))
 
     return TermGradient(
         mode=mode, family="softmax", regime=regime, position=position, kl_qp=_round(kl),
         gradient_of=verdict, identically_zero=bool(zero),
-        cosine_kl_qp=cosine(grad_qp), cosine_kl_pq=cosine(grad_pq),
-        norm_ratio_kl_qp=_round(norm / float(np.linalg.norm(grad_qp))),
-        norm_ratio_kl_pq=_round(norm / float(np.linalg.norm(grad_pq))),
-        multiple_kl_qp=_round(float(gradient @ grad_qp / (grad_qp @ grad_qp))),
-        multiple_kl_pq=_round(float(gradient @ grad_pq / (grad_pq @ grad_pq))),
+        cosine_kl_qp=cosine(grad_qp, norm_qp), cosine_kl_pq=cosine(grad_pq, norm_pq),
+        norm_ratio_kl_qp=_ratio(norm, norm_qp), norm_ratio_kl_pq=_ratio(norm, norm_pq),
+        multiple_kl_qp=_ratio(float(gradient @ grad_qp), norm_qp ** 2),
+        multiple_kl_pq=_ratio(float(gradient @ grad_pq), norm_pq ** 2),
         gradient_norm=_round(norm), error=_round_up(float(error)), note=note,
         gradient=tuple(gradient.tolist()) if gradient.size <= 4096 else (),
     )
 
 
-def _rows_for(torch, func, modes, regime, logits, ref_logits, old_logits):
+def _rows_for(torch, func, modes, regime, logits, ref_logits, old_logits, flat=False):
     grad_qp, grad_pq, error_qp, error_pq, kl = reference_gradients(logits, ref_logits)
     positions = logits.shape[0]
     rows = []
     for mode in modes:
-        gradient, error, zero, note = _expected_gradients(torch, func, logits, ref_logits, old_logits, mode)
+        gradient, error, zero, note = _expected_gradients(torch, func, logits, ref_logits, old_logits, mode, flat)
         label = (lambda t: None) if positions == 1 else (lambda t: t)
         for t in range(positions):
             rows.append(_row(mode, regime, label(t), gradient[t], error[t], grad_qp[t], grad_pq[t],
@@ -346,10 +366,11 @@ def gradient_of_term(func, *, usage: str = "loss", policy=None, reference=None, 
             if pair.family != "softmax":
                 continue
             rows += _rows_for(torch, func, modes, pair.regime, np.array([pair.theta]), np.array([pair.p]),
-                              np.array([pair.theta_old]))
+                              np.array([pair.theta_old]), flat=True)
     else:
         if policy is None or reference is None:
             raise UsageError("give both policy and reference logits (or neither, for the built-in pairs)")
+        flat = np.ndim(policy) == 1
         policy = check_logits(policy, "policy")
         reference = check_logits(reference, "reference")
         if policy.shape != reference.shape:
@@ -361,7 +382,7 @@ def gradient_of_term(func, *, usage: str = "loss", policy=None, reference=None, 
         elif "loss_offpolicy" in modes:
             modes = tuple(m for m in modes if m != "loss_offpolicy")
             notes.append("no old policy given: loss_offpolicy not computed")
-        rows += _rows_for(torch, func, modes, "given", policy, reference, old)
+        rows += _rows_for(torch, func, modes, "given", policy, reference, old, flat=flat)
     order = {m: i for i, m in enumerate(TERM_MODES[usage])}
     rows.sort(key=lambda r: order[r.mode])  # stable: pairs and positions keep their order
     return TermGradientReport(function=name, usage=usage, results=tuple(rows), notes=tuple(notes))

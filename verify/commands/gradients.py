@@ -264,16 +264,24 @@ def run_torch(args) -> int:
     return EXIT_OK
 
 
+def _cell(value, spec) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def term_table_text(report) -> str:
     header = ("mode", "regime", "position", "KL(q||p)", "gradient_of", "cos_qp", "cos_pq",
               "|G|/|qp|", "|G|/|pq|", "reading")
     rows = [header]
     for r in report.results:
-        reading = ("identically 0 (no autograd path to logp)" if r.identically_zero else _reading(r))
+        if r.identically_zero:
+            reading = "identically 0 (no autograd path to logp)"
+        elif r.cosine_kl_qp is None or r.cosine_kl_pq is None:
+            reading = "0" if r.gradient_of == "zero" else "-"
+        else:
+            reading = _reading(r)
         rows.append((r.mode, r.regime, "-" if r.position is None else str(r.position), f"{r.kl_qp:.3g}",
-                     r.gradient_of, "-" if r.cosine_kl_qp is None else f"{r.cosine_kl_qp:.6f}",
-                     "-" if r.cosine_kl_pq is None else f"{r.cosine_kl_pq:.6f}",
-                     f"{r.norm_ratio_kl_qp:.4g}", f"{r.norm_ratio_kl_pq:.4g}", reading))
+                     r.gradient_of, _cell(r.cosine_kl_qp, ".6f"), _cell(r.cosine_kl_pq, ".6f"),
+                     _cell(r.norm_ratio_kl_qp, ".4g"), _cell(r.norm_ratio_kl_pq, ".4g"), reading))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [f"{report.function}: per-token term as a {report.usage}, gradients through its own torch autograd "
              "(softmax policy, float64)",

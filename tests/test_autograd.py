@@ -83,6 +83,18 @@ def k3_clamped(logp, ref_logp, old_logp):
     return torch.clamp(torch.exp(log_ratio) - 1 - log_ratio, -10, 10)
 
 
+def nemo_weighted_k3(logp, ref_logp, old_logp):
+    """NeMo-RL's differentiable weight exp(logp - logp.detach()): value 1, gradient score."""
+    return torch.exp(logp - logp.detach()) * k3(logp, ref_logp, old_logp)
+
+
+def openrlhf_gradient_fix_k3(logp, ref_logp, old_logp):
+    """OpenRLHF's fix: k3's value, gradient replaced by w k1 grad log pi, w = pi/pi_old
+    clamped and detached (the clamp does not bite on these pairs)."""
+    weight = torch.clamp(torch.exp(logp - old_logp), max=10.0).detach()
+    return k3(logp, ref_logp, old_logp).detach() + weight * (logp - ref_logp).detach() * (logp - logp.detach())
+
+
 def _verdicts(func, usage="loss", **given):
     report = autograd.gradient_of_term(func, usage=usage, **given)
     return {(r.mode, r.regime): r for r in report.results}
@@ -99,6 +111,10 @@ KNOWN = {
     # w k3 has expectation KL(q_theta||p) under q_old for every theta: its gradient
     (importance_weighted_k3, "loss"): {"loss": "kl_qp", "loss_offpolicy": "kl_qp"},
     (importance_weighted_k2, "loss"): {"loss": "biased", "loss_offpolicy": "biased"},
+    # value 1, gradient k3 score + grad k3: grad E_q[k3] on-policy only
+    (nemo_weighted_k3, "loss"): {"loss": "kl_qp", "loss_offpolicy": "biased"},
+    # E_old[(q/q_old) k1 score] = E_q[k1 score] = grad KL(q||p) at every q_old
+    (openrlhf_gradient_fix_k3, "loss"): {"loss": "kl_qp", "loss_offpolicy": "kl_qp"},
     (k1, "reward"): {"reward": "kl_qp"},
     # E[k3 score] = grad KL(q||p) - grad KL(p||q)
     (k3, "reward"): {"reward": "biased"},

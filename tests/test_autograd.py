@@ -427,3 +427,10 @@ def test_identical_policy_and_reference_give_zero_without_ratios():
     row = autograd.gradient_of_term(k3, policy=logits, reference=logits).results[0]
     assert row.gradient_of == "zero" and row.kl_qp == 0.0
     assert row.norm_ratio_kl_qp is None and row.multiple_kl_pq is None and row.cosine_kl_qp is None
+
+
+def test_cli_without_torch_names_the_extra(terms, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # import torch now raises ImportError
+    code = main(["gradients", f"{terms}:k3", "--framework", "torch"])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'kl-verify[torch]'" in err and len(err.strip().splitlines()) == 1

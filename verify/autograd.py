@@ -44,7 +44,7 @@ Only the softmax family runs through this path (the built-in ``near``/``far`` pa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import log_softmax

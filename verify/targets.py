@@ -2,6 +2,7 @@
 r, ``path/to/file.py:NAME`` or ``package.module:NAME``."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import re
@@ -10,34 +11,52 @@ from pathlib import Path
 
 from estimators import Estimator, registry
 from verify import UsageError
-from verify.expression import parse_expression
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """User code runs here: whatever it prints goes to stderr, never into our output
+    (``--json`` stays one JSON document)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def load_registry() -> dict[str, Estimator]:
     try:
-        return registry()
+        with _quiet_stdout():
+            return registry()
     except Exception as error:  # noqa: BLE001 - a broken estimator file is bad input
         raise UsageError(f"cannot load the estimator registry: {type(error).__name__}: {error}") from None
 
 
 def _from_module_file(path_text: str, name: str) -> Estimator:
     path = Path(path_text)
+    if path.suffix != ".py":
+        raise UsageError(f"{path_text} is not a Python file (expected FILE.py:NAME or module:NAME)")
     if not path.is_file():
         raise UsageError(f"no such file: {path_text}")
     spec = importlib.util.spec_from_file_location(f"_kl_verify_target_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot import {path_text} as a Python module")
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with _quiet_stdout():
+            spec.loader.exec_module(module)
     except Exception as error:  # noqa: BLE001
         raise UsageError(f"cannot import {path_text}: {type(error).__name__}: {error}") from None
+    except SystemExit:
+        raise UsageError(f"cannot import {path_text}: it called exit()") from None
     return _attribute(module, name, path_text)
 
 
 def _from_module(module_name: str, name: str) -> Estimator:
     try:
-        module = importlib.import_module(module_name)
+        with _quiet_stdout():
+            module = importlib.import_module(module_name)
+    except SystemExit:
+        raise UsageError(f"cannot import {module_name}: it called exit()") from None
     except Exception as error:  # noqa: BLE001
         raise UsageError(f"cannot import {module_name}: {type(error).__name__}: {error}") from None
     return _attribute(module, name, module_name)
@@ -60,6 +79,8 @@ def resolve(target: str) -> Estimator:
         return known[target]
     if ":" in target:
         where, _, name = target.rpartition(":")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UsageError(f"bad target {target!r}: NAME after ':' must be a Python identifier")
         if where.endswith(".py") or "/" in where or "\\" in where:
             return _from_module_file(where, name)
         if _MODULE.match(where):
@@ -69,5 +90,7 @@ def resolve(target: str) -> Estimator:
         raise UsageError(f"bad target {target!r}: expected NAME, an expression, FILE.py:NAME or module:NAME")
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", target) and target not in ("r",):
         raise UsageError(f"unknown estimator {target!r}; registered: {', '.join(sorted(known))}")
+    from verify.expression import parse_expression
+
     parse_expression(target)  # bad input fails here, with its one-line reason
     return Estimator(name=target, expr=target)

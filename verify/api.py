@@ -130,15 +130,16 @@ def distribution_spec(distribution) -> str:
         raise UsageError(f"unsupported distribution {name or type(distribution).__name__!r}: give a spec string "
                          f"or a frozen scipy.stats distribution of {known}")
     spec_name, shapes, loc_scale = _SCIPY_FAMILIES[name]
-    try:
-        parsed = family._parse_args(*distribution.args, **distribution.kwds)
-    except TypeError as error:
+    try:  # scipy's own split of args/kwds into (shapes, loc[, scale])
+        shape_values, *rest = family._parse_args(*distribution.args, **distribution.kwds)
+        shape_values, rest = [float(v) for v in shape_values], [float(v) for v in rest]
+    except (TypeError, ValueError) as error:
         raise UsageError(f"bad {name} distribution: {error}") from None
-    values = [float(v) for v in parsed]  # shapes..., loc[, scale]
-    for value in values:
+    for value in shape_values + rest:
         if not math.isfinite(value):
             raise UsageError(f"bad {name} distribution: parameter {value!r} is not finite")
-    shape_values, rest = values[:shapes], values[shapes:]
+    if len(shape_values) != shapes:
+        raise UsageError(f"bad {name} distribution: expected {shapes} shape parameter(s)")
     loc, scale = rest[0], (rest[1] if len(rest) > 1 else 1.0)
     if loc_scale:
         return f"{spec_name}({', '.join(repr(v) for v in shape_values + [loc, scale])})"
@@ -203,12 +204,12 @@ def check(target, claims: Sequence[str] | str | None = None, *, timeout: float |
     symbolic layer's time limit (None: its default).  ``progress(claim, verdict)`` is
     called as each verdict arrives; ``jobs``: symbolic claims decided at once (None: the
     layer's default)."""
-    from verify.expression import as_expression_with_domain
-
     _check_timeout(timeout)
     _check_profile(profile)
     wanted = parse_claims(claims) if claims is not None else None
     estimator = _estimator(target)
+    from verify.expression import as_expression_with_domain  # sympy: only once the input is known good
+
     expr, domain = as_expression_with_domain(estimator.expr)
     if wanted is not None:
         names = gated = wanted

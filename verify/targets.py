@@ -69,20 +69,34 @@ def _attribute(module, name, where) -> Estimator:
     return value
 
 
+def _looks_like_file(where: str) -> bool:
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
+def _check_name(target, name):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise UsageError(f"bad target {target!r}: NAME after ':' must be a Python identifier")
+
+
+def _from_file_target(target: str) -> Estimator:
+    where, _, name = target.rpartition(":")
+    _check_name(target, name)
+    return _from_module_file(where, name)
+
+
 def resolve(target: str) -> Estimator:
     """The Estimator a TARGET names; UsageError (exit 2) if it names none."""
     if not isinstance(target, str) or not target.strip():
         raise UsageError("empty target")
     target = target.strip()
+    if ":" in target and _looks_like_file(target.rpartition(":")[0]):
+        return _from_file_target(target)
     known = load_registry()
     if target in known:
         return known[target]
     if ":" in target:
         where, _, name = target.rpartition(":")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise UsageError(f"bad target {target!r}: NAME after ':' must be a Python identifier")
-        if where.endswith(".py") or "/" in where or "\\" in where:
-            return _from_module_file(where, name)
+        _check_name(target, name)
         if _MODULE.match(where):
             if "" not in sys.path:
                 sys.path.insert(0, "")

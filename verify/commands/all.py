@@ -86,10 +86,6 @@ def _matrix(results) -> str:
 
 
 def run(args) -> int:
-    from verify.collect import collect
-    from verify.commands.progress import Progress
-    from verify.report import render
-
     layers = tuple(layer.strip() for layer in args.layers.split(",") if layer.strip())
     unknown = [layer for layer in layers if layer not in LAYERS]
     if unknown or not layers:
@@ -101,6 +97,10 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out} is not a folder")
+    from verify.collect import collect
+    from verify.commands.progress import Progress
+    from verify.report import render
+
     registry = load_registry()
     with Progress("all") as progress:
         def step(task, total):

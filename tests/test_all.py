@@ -110,3 +110,11 @@ def test_counterexamples_in_reports_keep_every_digit(tmp_path, capsys):
                 assert recheck(as_expression(registry[name].expr), claim, verdict["counterexample"]), (name, claim)
                 checked += 1
     assert checked > 40
+
+
+def test_layer_names_agree():
+    """`verify all --layers` is parsed without importing the layers: its list must match."""
+    import verify.commands.all as command
+    from verify.collect import LAYERS
+
+    assert command.LAYERS == LAYERS

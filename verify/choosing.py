@@ -68,9 +68,8 @@ def rank(entries: list[dict]) -> list[dict]:
     for entry in entries:
         entry["rank"] = 1 + sum(better(other, entry) for other in entries if other is not entry)
 
-    def order(entry):
-        value = entry["mse"]
-        return (entry["rank"], math.inf if math.isnan(value) else value, entry["estimator"])
+    def order(entry):  # ties by name: the order of values inside their bounds is noise
+        return (entry["rank"], entry["estimator"])
 
     return sorted(entries, key=order)
 

@@ -253,6 +253,12 @@ GRADIENT_OF_TEXT = {
     "biased": "None of the above: a direction neither KL gives (cosines and norm ratios are reported).",
 }
 
+KL_NAMES = {
+    "kl_qp": "KL(q||p) = E_q[-log r] with x ~ q: the reverse KL of RL papers, KL(pi_theta || pi_ref). "
+             "k1 and k3 are unbiased for it.",
+    "kl_pq": "KL(p||q) = E_q[r log r] with x ~ q: the forward KL. The loss gradient of k3 follows it.",
+}
+
 EXIT_CODES = {
     EXIT_OK: "Every gated claim (declared, or given with --claims) is proved or tested.",
     EXIT_REFUTED: "A gated claim is refuted, or two layers of the harness disagree (a harness bug).",
@@ -279,6 +285,9 @@ def _entries() -> dict[str, Entry]:
         entries[name] = Entry(name, "gradient mode", meaning, how)
     for name, meaning in GRADIENT_OF_TEXT.items():
         entries.setdefault(name, Entry(name, "gradient_of value", meaning))
+    for name, definition in KL_NAMES.items():
+        entries[name] = Entry(name, "convention; also a gradient_of value", definition,
+                              "As a gradient_of value: " + GRADIENT_OF_TEXT[name])
     for code, meaning in EXIT_CODES.items():
         entries[str(code)] = Entry(f"exit {code}", "exit code", meaning)
     return entries

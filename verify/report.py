@@ -180,7 +180,8 @@ def _tied_order(rows) -> str:
                 groups[-1].append(row)
                 continue
         groups.append([row])
-    return " < ".join(" = ".join(f"{n} ({_with_bound(v, b)})" for n, v, b in group) for group in groups)
+    # within a tie, by name: the order of values inside their bounds is noise
+    return " < ".join(" = ".join(f"{n} ({_with_bound(v, b, 3)})" for n, v, b in sorted(group)) for group in groups)
 
 
 def _ranking(results):
@@ -543,7 +544,7 @@ def _choosing(results) -> str:
         for regime, cell in regimes.items():
             cells = []
             for target in ("kl_qp", "kl_pq"):
-                cells.append(_ranked(cell["rankings"][target], lambda e, t=target: _gradient_text(e)))
+                cells.append(_ranked(cell["rankings"][target], lambda e, t=target: _gradient_text(e, t)))
             lines.append(f"| {regime} | {_number(cell['kl_qp'], 3)} | {cells[0]} | {cells[1]} |")
         lines.append("")
     lines += ["## Comparison figures", "",
@@ -556,8 +557,9 @@ def _choosing(results) -> str:
     return "\n".join(lines)
 
 
-def _gradient_text(entry) -> str:
+def _gradient_text(entry, target) -> str:
+    """What the loss gradient is, and (when it is not the wanted one) its cosine with it."""
     kind = entry["gradient_of"]
-    if kind in ("biased",) and isinstance(entry.get("cosine"), float):
+    if kind not in (target, "zero") and isinstance(entry.get("cosine"), float):
         return f"{kind}, cos {entry['cosine']:.4f}"
     return kind

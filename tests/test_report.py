@@ -1,0 +1,107 @@
+"""Rankings never order noise, refuted claims alarm only when declared, figures are legible,
+and the choosing page is there and linked first."""
+import json
+import math
+import struct
+
+import pytest
+
+import estimators
+from verify import report
+from verify.choosing import mse, rank
+from verify.cli import main
+
+
+def test_values_within_their_bounds_tie():
+    # the issue's case: k3 at 1.2e-16 and k1 at 2.3e-16 with bounds of 1e-15 are rounding noise
+    entries = rank([{"estimator": "k3", "mse": 1.2e-16, "abs_error": 1e-15},
+                    {"estimator": "k1", "mse": 2.3e-16, "abs_error": 1e-15},
+                    {"estimator": "k2", "mse": 0.5, "abs_error": 1e-15},
+                    {"estimator": "k9", "mse": math.inf, "abs_error": 0.0}])
+    assert [(e["estimator"], e["rank"]) for e in entries] == [("k1", 1), ("k3", 1), ("k2", 3), ("k9", 4)]
+    assert report._tied_order([("k3", 1.2e-16, 1e-15), ("k1", 2.3e-16, 1e-15), ("k2", 0.5, 1e-15)]) == \
+        "k1 (0 (± 1e-15)) = k3 (0 (± 1e-15)) < k2 (0.5)"
+    assert report._with_bound(3e-3, 1e-15) == "0.003"
+    assert report._with_bound(math.inf, 0.0) == "∞"
+
+
+def test_mse_is_bias_squared_plus_variance_over_n():
+    moments = {"mean": 1.5, "mean_abs_error": 1e-12, "variance": 4.0, "variance_abs_error": 1e-12,
+               "kl_qp": 1.0, "kl_qp_abs_error": 1e-12, "kl_pq": 2.0}
+    value, error = mse(moments, "kl_qp", 64)
+    assert value == pytest.approx(0.25 + 4.0 / 64, rel=1e-15) and 0 < error < 1e-11
+    assert mse(dict(moments, variance="inf"), "kl_qp", 64) == (math.inf, 0.0)
+    assert mse(moments, "kl_pq", 1)[0] == pytest.approx(0.25 + 4.0, rel=1e-15)
+
+
+def test_refuted_is_an_alarm_only_when_declared():
+    assert report._mark("refuted", declared=False) == "refuted"
+    assert report._mark("refuted", declared=True) == "**refuted**"
+    assert report._mark("proved", declared=True) == "proved"
+
+
+def test_comparison_figures_hold_at_most_8_estimators_per_axes():
+    results = {"estimators": {f"e{i}": {"moments": {"norm": []}} for i in range(11)}}
+    groups = report._comparison_groups(results)
+    assert [len(g) for g in groups] == [8, 3]
+    assert report._comparison_files(results, "norm") == ["compare_norm_1.png", "compare_norm_2.png"]
+
+
+def _png_dpi(data: bytes) -> float:
+    at = data.index(b"pHYs")
+    per_metre, _, unit = struct.unpack(">IIB", data[at + 4:at + 13])
+    assert unit == 1
+    return per_metre * 0.0254
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture(scope="module")
+def small_reports(tmp_path_factory):
+    import verify.commands.all as command
+
+    out = tmp_path_factory.mktemp("reports")
+    full = estimators.registry()
+    original = command.load_registry
+    command.load_registry = lambda: {"k1": full["k1"], "k3": full["k3"], "k2": full["k2"]}
+    try:
+        assert main(["all", "--out", str(out), "--layers", "moments,gradients", "--jobs", "2"]) == 0
+    finally:
+        command.load_registry = original
+    return out
+
+
+def test_choosing_page_is_linked_first_and_answers_the_question(small_reports, capsys):
+    capsys.readouterr()
+    readme = (small_reports / "README.md").read_text()
+    links = [line for line in readme.splitlines() if "](" in line]
+    assert "(choosing.md)" in links[0]
+    page = (small_reports / "choosing.md").read_text()
+    assert "## Value use" in page and "## Gradient use" in page
+    assert "MSE against KL(q‖p)" in page and "MSE against KL(p‖q)" in page
+    for regime in ("near", "about 0.5", "far"):
+        assert regime in page
+    assert "| 4096 |" in page and "| 64 |" in page and "| 1 |" in page
+    results = json.loads((small_reports / "results.json").read_text())
+    cell = results["choosing"]["value"]["norm"]["near"]["rankings"]["kl_qp"]["64"]
+    assert {e["estimator"] for e in cell} == {"k1", "k2", "k3"}
+    # k2's loss follows grad KL(q||p): first for a user who means KL(q||p)
+    assert results["choosing"]["gradient"]["softmax"]["near"]["rankings"]["kl_qp"][0]["estimator"] == "k2"
+    assert results["choosing"]["gradient"]["softmax"]["near"]["rankings"]["kl_pq"][0]["estimator"] == "k3"
+
+
+def test_figures_are_legible(small_reports):
+    figures = sorted((small_reports / "figures").glob("*.png"))
+    assert any(p.name.startswith("compare_") for p in figures)
+    for path in figures:
+        data = path.read_bytes()
+        assert _png_dpi(data) >= 99.9, path.name
+        width, height = _png_size(data)
+        assert width >= 600 and height >= 350, path.name
+
+
+def test_every_page_links_the_claims_reference(small_reports):
+    for path in small_reports.glob("*.md"):
+        assert report.CLAIMS_DOC in path.read_text(), path.name

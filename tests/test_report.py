@@ -90,6 +90,10 @@ def test_choosing_page_is_linked_first_and_answers_the_question(small_reports, c
     # k2's loss follows grad KL(q||p): first for a user who means KL(q||p)
     assert results["choosing"]["gradient"]["softmax"]["near"]["rankings"]["kl_qp"][0]["estimator"] == "k2"
     assert results["choosing"]["gradient"]["softmax"]["near"]["rankings"]["kl_pq"][0]["estimator"] == "k3"
+    # with many tokens the unbiased gradient wins: k2 for KL(q||p), k3 for KL(p||q) (far pair)
+    far = results["choosing"]["gradient_mse"]["far"]["rankings"]
+    assert far["kl_qp"]["4096"][0]["estimator"] == "k2" and far["kl_pq"]["4096"][0]["estimator"] == "k3"
+    assert "exact MSE of the batch-mean loss gradient" in page
 
 
 def test_figures_are_legible(small_reports):
@@ -105,3 +109,32 @@ def test_figures_are_legible(small_reports):
 def test_every_page_links_the_claims_reference(small_reports):
     for path in small_reports.glob("*.md"):
         assert report.CLAIMS_DOC in path.read_text(), path.name
+
+
+def test_softmax_gradient_mse_agrees_with_a_plain_enumeration():
+    """Two computations: verify.choosing (mpmath sums of the closed forms) and a direct
+    float64 enumeration of E|g - grad KL|^2 and of the per-outcome gradients."""
+    import numpy as np
+
+    from verify.choosing import softmax_gradient_mse
+    from verify.expression import as_expression
+    from verify.gradients import PAIRS, expected_gradient
+
+    for text, slope in [("r - 1 - log(r)", lambda r: r - 1), ("log(r)**2/2", np.log)]:
+        for pair in (p for p in PAIRS if p.family == "softmax"):
+            q = np.exp(pair.theta) / np.exp(pair.theta).sum()
+            p = np.exp(pair.p) / np.exp(pair.p).sum()
+            r = p / q
+            per_sample = [-slope(r[x]) * (np.eye(len(q))[x] - q) for x in range(len(q))]  # -r f'(r) grad log q
+            mean = sum(q[x] * per_sample[x] for x in range(len(q)))
+            reference, _ = expected_gradient(text, "loss", "softmax", pair.regime)
+            assert np.allclose(mean, reference, rtol=1e-12, atol=1e-15)
+            grad_qp = sum(q[x] * -np.log(r[x]) * (np.eye(len(q))[x] - q) for x in range(len(q)))
+            grad_pq = q - p
+            exact = softmax_gradient_mse(as_expression(text), pair.theta, pair.p)
+            for target, grad in (("kl_qp", grad_qp), ("kl_pq", grad_pq)):
+                brute = sum(q[x] * np.sum((per_sample[x] - grad) ** 2) for x in range(len(q)))  # n = 1
+                value, bound = exact[target][1]
+                assert value == pytest.approx(brute, rel=1e-10) and bound < 1e-12 * max(value, 1e-300) + 1e-30
+                n_mean = np.sum((mean - grad) ** 2) + (brute - np.sum((mean - grad) ** 2)) / 64
+                assert exact[target][64][0] == pytest.approx(n_mean, rel=1e-9, abs=1e-18)

@@ -166,3 +166,118 @@ def _beyond(a, b) -> bool:
     if a[0] != b[0]:
         return a[0] < b[0]
     return a[1] < b[1] - 1e-9
+
+
+# ------------------------------------------------------------ gradient MSE (softmax)
+#
+# For a softmax policy q = softmax(theta) over V outcomes, the KL term used as a loss gives
+# the per-sample gradient g(x) = -r f'(r) (e_x - q) with r = p_x / q_x.  The mean over a
+# batch of n samples estimates grad KL with MSE_n = |E g - grad KL|^2 + tr Cov(g) / n,
+# where tr Cov(g) = sum_x q_x c_x^2 |e_x - q|^2 - |E g|^2.  Everything is an exact finite
+# sum, done in mpmath at two precisions: their difference, plus a floor relative to the
+# size of the terms, is the error bound.
+
+DPS_LOW, DPS_HIGH = 30, 50
+SUM_FLOOR = 1e-40
+
+
+def _slope_function(expr):
+    """t -> r f'(r) at r = exp(t), in mpmath (clamps and Abs split into pieces first)."""
+    import sympy as sp
+
+    from verify.expression import R
+
+    t = sp.Symbol("t", real=True)
+    piecewise = expr.rewrite(sp.Piecewise) if expr.has(sp.Min, sp.Max, sp.Abs) else expr
+    slope = sp.diff(piecewise.xreplace({R: sp.exp(t)}), t)
+    if slope.has(sp.Derivative, sp.Subs):
+        raise ValueError(f"cannot differentiate {expr}")
+    return sp.lambdify(t, slope, "mpmath")
+
+
+def _softmax_mse_at(slope, theta, p_logits, n_values, dps):
+    import mpmath
+
+    with mpmath.workdps(dps):
+        def log_softmax(logits):
+            logits = [mpmath.mpf(v) for v in logits]
+            top = max(logits)
+            total = mpmath.log(mpmath.fsum(mpmath.exp(v - top) for v in logits)) + top
+            return [v - total for v in logits]
+
+        logq, logp = log_softmax(theta), log_softmax(p_logits)
+        q, p = [mpmath.exp(v) for v in logq], [mpmath.exp(v) for v in logp]
+        size = len(q)
+        log_ratio = [b - a for a, b in zip(logq, logp)]
+        coefficient = [-mpmath.mpf(slope(t)) for t in log_ratio]  # g(x) = c_x (e_x - q)
+
+        def expectation(weights):  # sum_x q_x w_x (e_x - q)
+            total = mpmath.fsum(qx * wx for qx, wx in zip(q, weights))
+            return [q[i] * weights[i] - q[i] * total for i in range(size)]
+
+        gradient = expectation(coefficient)
+        references = {"kl_qp": expectation([-t for t in log_ratio]),      # E_q[(log q - log p) grad log q]
+                      "kl_pq": [q[i] - p[i] for i in range(size)]}          # -E_p[grad log q]
+        sum_q2 = mpmath.fsum(v * v for v in q)
+        second = mpmath.fsum(q[x] * coefficient[x] ** 2 * (1 - 2 * q[x] + sum_q2) for x in range(size))
+        trace = second - mpmath.fsum(v * v for v in gradient)
+        scale = second + mpmath.fsum(v * v for v in gradient)
+        out = {}
+        for target, reference in references.items():
+            bias2 = mpmath.fsum((a - b) ** 2 for a, b in zip(gradient, reference))
+            out[target] = {n: bias2 + trace / n for n in n_values}
+            scale += mpmath.fsum(v * v for v in reference)
+        return out, scale
+
+
+def softmax_gradient_mse(expr, theta, p_logits, n_values=BATCH_SIZES) -> dict:
+    """target -> n -> (MSE of the batch-mean loss gradient against grad KL(target), bound)."""
+    slope = _slope_function(expr)
+    high, scale = _softmax_mse_at(slope, theta, p_logits, n_values, DPS_HIGH)
+    low, _ = _softmax_mse_at(slope, theta, p_logits, n_values, DPS_LOW)
+    out = {}
+    for target in high:
+        out[target] = {}
+        for n in n_values:
+            value = float(high[target][n])
+            error = float(abs(high[target][n] - low[target][n])) + float(scale) * SUM_FLOOR + ROUNDING_ULPS * EPS * value
+            out[target][n] = (value, error)
+    return out
+
+
+def softmax_gradient_mse_table(expr) -> dict:
+    """regime -> target -> str(n) -> [MSE, bound] for one estimator on the gradient layer's
+    softmax pairs (None for a regime where f cannot be differentiated or evaluated)."""
+    from verify.gradients import PAIRS
+
+    out: dict = {}
+    for pair in (p for p in PAIRS if p.family == "softmax"):
+        try:
+            values = softmax_gradient_mse(expr, pair.theta, pair.p)
+        except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+            out[pair.regime] = None
+            continue
+        out[pair.regime] = {target: {str(n): list(values[target][n]) for n in BATCH_SIZES} for target in values}
+    return out
+
+
+def gradient_mse_rankings(tables: dict, kl_by_regime: dict) -> dict:
+    """regime -> {kl_qp, rankings: target -> str(n) -> ranked entries}, from ``tables``
+    (estimator -> softmax_gradient_mse_table) and the KL(q||p) of each regime."""
+    regimes: list[str] = []
+    for table in tables.values():
+        regimes += [r for r in table if r not in regimes]
+    out: dict = {}
+    for regime in regimes:
+        cell = {"kl_qp": kl_by_regime.get(regime), "rankings": {}}
+        for target in TARGETS:
+            cell["rankings"][target] = {}
+            for n in BATCH_SIZES:
+                entries = []
+                for name, table in sorted(tables.items()):
+                    values = (table.get(regime) or {}).get(target, {}).get(str(n))
+                    value, error = values if values else (math.nan, math.nan)
+                    entries.append({"estimator": name, "mse": value, "abs_error": error})
+                cell["rankings"][target][str(n)] = rank(entries)
+        out[regime] = cell
+    return out

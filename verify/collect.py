@@ -80,9 +80,14 @@ def moments_layer(estimator):
 
 
 def gradients_layer(estimator):
+    """The gradient table, and the exact MSE of the loss gradient on the softmax pairs
+    (for reports/choosing.md)."""
     from verify.api import gradients
+    from verify.choosing import softmax_gradient_mse_table
+    from verify.expression import as_expression
 
-    return [row.as_row() for row in gradients(estimator).rows]
+    rows = [row.as_row() for row in gradients(estimator).rows]
+    return {"rows": rows, "mse": softmax_gradient_mse_table(as_expression(estimator.expr))}
 
 
 def moments_json(name, moments) -> dict:
@@ -142,6 +147,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
                       "source": registry[name].source, "description": registry[name].description,
                       "declared": list(registry[name].claims), "claims": {}, "errors": []} for name in names}
     reproduced = None
+    gradient_mse: dict = {}
     for (layer, name), result in zip(tasks, results):
         if isinstance(result, (TimedOut, Failed)):
             message = f"{layer} layer: " + (f"timed out after {budget:g} s" if isinstance(result, TimedOut) else result.error)
@@ -154,12 +160,15 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
             reproduced = result
         elif layer in ("symbolic", "floating"):
             records[name]["claims"].update(result)
+        elif layer == "gradients":
+            records[name]["gradients"] = result["rows"]
+            gradient_mse[name] = result["mse"]
         else:
             records[name][layer] = result
     disagreements = []
     for name in names:
         disagreements += cross_checks(name, records[name])
-    choosing = choosing_data(records)
+    choosing = choosing_data(records, gradient_mse)
     for name in names:
         record = records[name]
         if "moments" in record:
@@ -178,11 +187,15 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
     })
 
 
-def choosing_data(records) -> dict:
+def choosing_data(records, gradient_mse=None) -> dict:
     """Which estimator to use (reports/choosing.md), from the exact layer's moments
-    (value use) and the gradient layer's rows (gradient use); see verify.choosing."""
-    from verify.choosing import gradient_rankings, value_rankings
+    (value use) and the gradient layer's rows and softmax gradient MSEs (gradient use);
+    see verify.choosing."""
+    from verify.choosing import gradient_mse_rankings, gradient_rankings, value_rankings
 
     sweeps = {name: record["moments"] for name, record in records.items() if record.get("moments")}
     rows = {name: record["gradients"] for name, record in records.items() if record.get("gradients")}
-    return {"value": value_rankings(sweeps), "gradient": gradient_rankings(rows)}
+    kl_by_regime = {row["regime"]: row["kl_qp"] for table in rows.values() for row in table
+                    if row["family"] == "softmax"}
+    return {"value": value_rankings(sweeps), "gradient": gradient_rankings(rows),
+            "gradient_mse": gradient_mse_rankings(gradient_mse or {}, kl_by_regime)}

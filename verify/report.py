@@ -547,6 +547,20 @@ def _choosing(results) -> str:
                 cells.append(_ranked(cell["rankings"][target], lambda e, t=target: _gradient_text(e, t)))
             lines.append(f"| {regime} | {_number(cell['kl_qp'], 3)} | {cells[0]} | {cells[1]} |")
         lines.append("")
+    gradient_mse = choosing.get("gradient_mse") or {}
+    if gradient_mse:
+        lines += ["### softmax policy: exact MSE of the batch-mean loss gradient", "",
+                  "The mean over n sampled tokens of the per-token loss gradient -r f'(r) ∇log q estimates the "
+                  "gradient of the KL you mean with MSE_n = ‖E g − ∇KL‖² + tr Cov(g)/n: exact sums over the "
+                  "softmax pairs above (mpmath at 30 and 50 digits, their difference is the bound). Ranks and "
+                  "ties as for value use.", "",
+                  "| regime | n | MSE against ∇KL(q‖p) | MSE against ∇KL(p‖q) |", "|---|---|---|---|"]
+        for regime, cell in gradient_mse.items():
+            for index, n in enumerate(cell["rankings"]["kl_qp"]):
+                head = f"{regime}: KL(q‖p) = {_number(cell['kl_qp'], 3)}" if index == 0 else ""
+                lines.append(f"| {head} | {n} | {_ranked(cell['rankings']['kl_qp'][n], _mse_text)} | "
+                             f"{_ranked(cell['rankings']['kl_pq'][n], _mse_text)} |")
+        lines.append("")
     lines += ["## Comparison figures", "",
               "Every estimator on the same axes, per family of the exact sweep: |relative bias| against "
               "KL(q‖p) and against KL(p‖q), and std/KL(q‖p), against the true KL. Points whose bias is within "

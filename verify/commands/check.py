@@ -3,9 +3,18 @@ from __future__ import annotations
 
 import json
 
+from verify.api import parse_claims  # noqa: F401 - kept importable from here
 from verify.claims import SYMBOLIC
 
 PROFILES = ("dev", "ci", "thorough")
+
+
+def decide(estimator, claims, timeout, profile="ci", parsed=None) -> dict:
+    """Verdicts for ``claims`` (expanded names): kept for callers of the old command module;
+    new code calls ``verify.check``.  ``parsed`` is ignored (the API parses once)."""
+    from verify.api import check
+
+    return dict(check(estimator, claims, timeout=timeout, profile=profile).verdicts)
 
 
 def add_parser(subparsers):
@@ -24,11 +33,11 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from verify.api import check, parse_claims
+    from verify.api import check
     from verify.commands.progress import Progress
 
     claims = parse_claims(args.claims) if args.claims is not None else None  # bad claims: fail fast
-    with Progress(f"check {args.target[:40]}") as progress:
+    with Progress(f"check {args.target[:40]}", total=len(claims) if claims else None) as progress:
         result = check(args.target, claims, timeout=args.timeout, profile=args.profile,
                        progress=lambda claim, verdict: progress.step(f"{claim} {verdict.verdict}"))
     if args.json:

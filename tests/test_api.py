@@ -196,3 +196,52 @@ def test_progress_shows_on_a_terminal(monkeypatch):
         progress.step("nonnegative proved")
     text = stream.getvalue()
     assert "check k3: 1/2 done" in text and "nonnegative proved" in text and text.endswith("\r\033[K")
+
+
+QUICK_CASES = ["__import__('os').system('x')", "exec('1')", "r.__class__", "lambda: 1", "[r for r in ()]",
+               "r if r else 1", "x + 1", "r + x", "log(r", "r +* 2", "log(r, 2)", "log(r=2)", "True + r", "'r'",
+               "r/(r - r) + x", "exp(r) + y", "Min(r, r - r, z)", "Min(r, q)", "foo(r)", "r.real", "-x", "r ** y",
+               "log(r) + 1", "(r - 1) - log(r)", "E + x", "9**9**9**9", "r" + "+r" * 500, "(" * 60 + "r" + ")" * 60]
+
+
+QUICK_MUST_REFUSE = {"__import__('os').system('x')", "exec('1')", "r.__class__", "lambda: 1", "x + 1", "r + x",
+                     "log(r", "log(r, 2)", "log(r=2)", "foo(r)", "-x"}
+
+
+@pytest.mark.parametrize("text", QUICK_CASES, ids=[repr(t[:20]) for t in QUICK_CASES])
+def test_quick_expression_check_words_errors_as_the_parser(text):
+    """Where the sympy-free check refuses, the parser refuses with the same message; where
+    the parser accepts, the check does too."""
+    from verify.expression import parse_expression
+    from verify.targets import quick_expression_check
+
+    try:
+        parse_expression(text)
+        expected = None
+    except UsageError as error:
+        expected = str(error)
+    try:
+        quick_expression_check(text)
+    except UsageError as error:
+        assert str(error) == expected
+    else:  # unsure or valid: the parser decides; but plainly hostile input is refused here
+        assert text not in QUICK_MUST_REFUSE
+
+
+def test_quick_expression_check_knows_the_parsers_whitelist():
+    from verify import expression, targets
+
+    assert {name: (low, high) for name, (_, low, high) in expression._FUNCTIONS.items()} == \
+        targets._EXPRESSION_FUNCTIONS
+    assert set(expression._NAMES) == set(targets._EXPRESSION_NAMES)
+    assert expression._ALLOWED == targets._EXPRESSION_ALLOWED
+    assert set(expression._BINARY) == set(targets._EXPRESSION_BINARY)
+    assert (expression.MAX_LENGTH, expression.MAX_NODES, expression.MAX_DEPTH) == targets._EXPRESSION_LIMITS
+
+
+def test_hostile_expression_is_refused_without_sympy():
+    code = ("import sys\nfrom verify.cli import main\n"
+            "assert main(['check', \"__import__('os').system('x')\"]) == 2\n"
+            "print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -2,6 +2,7 @@
 r, ``path/to/file.py:NAME`` or ``package.module:NAME``."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 import importlib.util
@@ -69,6 +70,83 @@ def _attribute(module, name, where) -> Estimator:
     return value
 
 
+# The whitelist of verify.expression, restated without sympy so that hostile input is
+# refused before sympy loads (a test keeps these equal to the parser's own).
+_EXPRESSION_FUNCTIONS = {"log": (1, 1), "exp": (1, 1), "sqrt": (1, 1), "Abs": (1, 1), "abs": (1, 1),
+                         "Min": (2, 8), "min": (2, 8), "Max": (2, 8), "max": (2, 8)}
+_EXPRESSION_NAMES = ("r", "E", "pi")
+_EXPRESSION_ALLOWED = "numbers, r, + - * / **, log, exp, sqrt, Abs, Min, Max"
+_EXPRESSION_BINARY = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
+_EXPRESSION_LIMITS = (2000, 400, 40)  # MAX_LENGTH, MAX_NODES, MAX_DEPTH
+
+
+class _Unsure(Exception):
+    """The quick check cannot tell: the full parser decides (and words the error)."""
+
+
+def quick_expression_check(text: str) -> None:
+    """Raise the parser's own UsageError for input it certainly refuses first for a
+    structural reason (syntax, an unknown name or function, a forbidden construct),
+    without importing sympy; return quietly when unsure.  It walks the tree in the
+    parser's order and stops being sure at anything the parser evaluates (constants, E,
+    pi, any finished compound sub-expression), since those can fail first."""
+    def fail(message):
+        raise UsageError(f"bad expression: {message}")
+
+    max_length, max_nodes, max_depth = _EXPRESSION_LIMITS
+    if not isinstance(text, str) or len(text) > max_length or not text.strip() or any(
+            ch in text for ch in "\x00\n\r;"):
+        return  # the parser's first checks: let it word them
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as error:
+        fail(f"syntax error at column {error.offset}: {error.msg}")
+    except (ValueError, RecursionError, MemoryError):
+        return
+    count = 0
+
+    def walk(node, depth):
+        nonlocal count
+        count += 1
+        if count > max_nodes or depth > max_depth:
+            raise _Unsure
+        if isinstance(node, ast.Name):
+            if node.id == "r":
+                return True  # a bare r: nothing of it is evaluated
+            if node.id in _EXPRESSION_NAMES:
+                raise _Unsure
+            fail(f"unknown name {node.id!r} (allowed: {_EXPRESSION_ALLOWED})")
+        if isinstance(node, ast.Constant):
+            raise _Unsure
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            walk(node.operand, depth + 1)
+            return False
+        if isinstance(node, ast.BinOp) and isinstance(node.op, _EXPRESSION_BINARY):
+            if not walk(node.left, depth + 1):
+                raise _Unsure  # a finished compound sub-expression may fail its own checks first
+            walk(node.right, depth + 1)
+            return False
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in _EXPRESSION_FUNCTIONS:
+                name = node.func.id if isinstance(node.func, ast.Name) else ast.dump(node.func)[:40]
+                fail(f"unknown function {name!r} (allowed: {_EXPRESSION_ALLOWED})")
+            if node.keywords:
+                fail(f"{node.func.id}() takes no keyword arguments")
+            low, high = _EXPRESSION_FUNCTIONS[node.func.id]
+            if not low <= len(node.args) <= high:
+                fail(f"{node.func.id}() takes {low}{'' if low == high else f' to {high}'} argument(s)")
+            for index, argument in enumerate(node.args):
+                if not walk(argument, depth + 1) and index < len(node.args) - 1:
+                    raise _Unsure
+            return False
+        fail(f"{type(node).__name__} is not allowed (allowed: {_EXPRESSION_ALLOWED})")
+
+    try:
+        walk(tree.body, 0)
+    except (_Unsure, RecursionError):
+        return
+
+
 def _looks_like_file(where: str) -> bool:
     return where.endswith(".py") or "/" in where or "\\" in where
 
@@ -104,6 +182,7 @@ def resolve(target: str) -> Estimator:
         raise UsageError(f"bad target {target!r}: expected NAME, an expression, FILE.py:NAME or module:NAME")
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", target) and target not in ("r",):
         raise UsageError(f"unknown estimator {target!r}; registered: {', '.join(sorted(known))}")
+    quick_expression_check(target)  # hostile input refused before sympy loads
     from verify.expression import parse_expression
 
     parse_expression(target)  # bad input fails here, with its one-line reason

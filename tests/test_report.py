@@ -138,3 +138,26 @@ def test_softmax_gradient_mse_agrees_with_a_plain_enumeration():
                 assert value == pytest.approx(brute, rel=1e-10) and bound < 1e-12 * max(value, 1e-300) + 1e-30
                 n_mean = np.sum((mean - grad) ** 2) + (brute - np.sum((mean - grad) ** 2)) / 64
                 assert exact[target][64][0] == pytest.approx(n_mean, rel=1e-9, abs=1e-18)
+
+
+def test_every_axes_has_at_most_8_lines(monkeypatch):
+    """Count the lines matplotlib draws on each axes, for an estimator with 11 families and
+    a registry of 11 estimators."""
+    import matplotlib.pyplot as plt
+
+    sweep = [{"kl_qp": k, "kl_pq": k, "relative_bias_qp": 0.1 * k, "relative_bias_pq": 0.2 * k, "mean_abs_error": 0.0,
+              "variance": 1.0, "variance_abs_error": 0.0} for k in (0.01, 0.1, 1.0)]
+    record = {"expression": "r", "curve": {"log_ratio": [0.0, 1.0], "f": [0.0, 1.0]},
+              "moments": {f"family{i}": sweep for i in range(11)}}
+    counts = []
+    original = plt.close
+
+    def count_then_close(figure):
+        counts.extend(len(axes.get_lines()) for axes in figure.axes)
+        original(figure)
+
+    monkeypatch.setattr(plt, "close", count_then_close)
+    report._figures("e", record)
+    one_family = dict(record, moments={"family0": sweep})
+    report._comparison_figures({"estimators": {f"e{i}": one_family for i in range(11)}})
+    assert counts and max(counts) <= 8 and max(counts) == 8

@@ -14,6 +14,7 @@ from verify.claims import DTYPES, FLOATING, SYMBOLIC
 RANKING_KL = 0.5  # families are ranked at the sweep pair whose KL(q||p) is nearest this
 CLAIMS_DOC = "../docs/claims.md"  # the claims reference, relative to the report folder
 DPI = 100
+MAX_LINES = 8  # lines per axes: more are not legible
 EPS = 2.0 ** -52
 
 
@@ -379,37 +380,40 @@ def _figures(name, record) -> dict[str, bytes]:
     figure.tight_layout()
     files[f"figures/{name}_f.png"] = _png(figure)
     plt.close(figure)
-    sweeps = sorted(record.get("moments", {}).items())
-    # bias: one panel per direction, one line per family (at most 8 lines per axes)
-    figure, panels = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for axes, direction, label in zip(panels, ("qp", "pq"), ("KL(q||p)", "KL(p||q)")):
-        zero = []
-        for index, (family, sweep) in enumerate(sweeps):
-            points = _bias_points(sweep, f"relative_bias_{direction}", f"kl_{direction}")
-            if points:
-                axes.loglog(*zip(*points), "-", marker="o", markersize=3, color=f"C{index % 10}", label=family)
-            else:
-                zero.append(family)
-        axes.set_xlabel(f"true {label}")
-        axes.set_title(f"|relative bias| against {label}", fontsize=9)
-        _zero_note(axes, zero, "every family" if zero and len(zero) == len(sweeps) else None)
-    panels[0].set_ylabel("|relative bias|")
+    all_sweeps = sorted(record.get("moments", {}).items())
+    chunks = [all_sweeps[i:i + MAX_LINES] for i in range(0, len(all_sweeps), MAX_LINES)] or [[]]
+    # bias: one panel per direction, one line per family, one row per 8 families
+    figure, grid = plt.subplots(len(chunks), 2, figsize=(10, 3.8 * len(chunks)), sharey=True, squeeze=False)
+    for panels, sweeps in zip(grid, chunks):
+        for axes, direction, label in zip(panels, ("qp", "pq"), ("KL(q||p)", "KL(p||q)")):
+            zero = []
+            for index, (family, sweep) in enumerate(sweeps):
+                points = _bias_points(sweep, f"relative_bias_{direction}", f"kl_{direction}")
+                if points:
+                    axes.loglog(*zip(*points), "-", marker="o", markersize=3, color=f"C{index % 10}", label=family)
+                else:
+                    zero.append(family)
+            axes.set_xlabel(f"true {label}")
+            axes.set_title(f"|relative bias| against {label}", fontsize=9)
+            _zero_note(axes, zero, "every family" if zero and len(zero) == len(sweeps) else None)
+        panels[0].set_ylabel("|relative bias|")
+        _legend_outside(panels[1])
     figure.suptitle(f"{name}: points within their error bound (zero bias) not drawn", fontsize=9)
-    _legend_outside(panels[1])
     figure.tight_layout()
     files[f"figures/{name}_bias.png"] = _png(figure)
     plt.close(figure)
-    figure, axes = plt.subplots(figsize=(7, 3.8))
-    omitted = False
-    for index, (family, sweep) in enumerate(sweeps):
-        points, missing = _std_points(sweep)
-        omitted = omitted or missing
-        if points:
-            axes.loglog(*zip(*points), "-", marker="o", markersize=3, color=f"C{index % 10}", label=family)
-    axes.set_xlabel("true KL(q||p)")
-    axes.set_ylabel("std / KL(q||p)")
-    axes.set_title(f"{name}: std / KL(q||p)" + ("; infinite variance not drawn" if omitted else ""), fontsize=9)
-    _legend_outside(axes)
+    figure, grid = plt.subplots(len(chunks), 1, figsize=(7, 3.8 * len(chunks)), squeeze=False)
+    for (axes,), sweeps in zip(grid, chunks):
+        omitted = False
+        for index, (family, sweep) in enumerate(sweeps):
+            points, missing = _std_points(sweep)
+            omitted = omitted or missing
+            if points:
+                axes.loglog(*zip(*points), "-", marker="o", markersize=3, color=f"C{index % 10}", label=family)
+        axes.set_xlabel("true KL(q||p)")
+        axes.set_ylabel("std / KL(q||p)")
+        axes.set_title(f"{name}: std / KL(q||p)" + ("; infinite variance not drawn" if omitted else ""), fontsize=9)
+        _legend_outside(axes)
     figure.tight_layout()
     files[f"figures/{name}_std.png"] = _png(figure)
     plt.close(figure)
@@ -419,7 +423,7 @@ def _figures(name, record) -> dict[str, bytes]:
 def _comparison_groups(results) -> list[list[str]]:
     """Estimators with moments, in groups of at most 8 (one figure's lines per axes)."""
     names = [n for n, r in results["estimators"].items() if r.get("moments")]
-    return [names[i:i + 8] for i in range(0, len(names), 8)]
+    return [names[i:i + MAX_LINES] for i in range(0, len(names), MAX_LINES)]
 
 
 def _comparison_files(results, family) -> list[str]:

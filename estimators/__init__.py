@@ -1,7 +1,7 @@
 """The estimator registry.
 
 An estimator is a function f(r) of the ratio r = p(x)/q(x) at one sample x ~ q (see
-``shared/CLAIMS.md``).  Every module-level :class:`Estimator` in a module of this
+``docs/claims.md``).  Every module-level :class:`Estimator` in a module of this
 package, and every one exposed through the ``kl_verify.estimators`` entry-point group,
 is registered: adding an estimator takes one file.
 
@@ -30,7 +30,7 @@ class Estimator:
     ``expr`` is a sympy expression or a string in ``r``; the harness parses strings
     with a whitelist.  ``numeric(logp, logq)`` is the shipped implementation: arrays
     of one float dtype in, an array of that dtype out.  ``claims`` are claim names of
-    ``shared/CLAIMS.md`` (floating-point ones may carry ``@dtype``).  ``framework``
+    ``docs/claims.md`` (floating-point ones may carry ``@dtype``).  ``framework``
     says what ``numeric`` takes and returns: ``"numpy"`` arrays, or ``"torch"`` tensors
     (the harness converts exactly, bfloat16 included; torch is an optional extra).
     """

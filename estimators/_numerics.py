@@ -1,12 +1,15 @@
 """Numeric helpers shared by the built-in implementations (a private module: the
 registry does not scan it).  The harness uses ``round_to`` too, to place its inputs."""
+import sys
+
 import numpy as np
 
-try:  # bfloat16 is optional for the registry; the harness requires it
-    import ml_dtypes as _ml_dtypes
-    _BFLOAT16 = np.dtype(_ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover
-    _BFLOAT16 = None
+
+def _bfloat16():
+    """bfloat16's dtype if ml_dtypes is loaded (a bfloat16 array implies it is), else None.
+    Not imported here: ml_dtypes takes longer to load than the whole registry."""
+    module = sys.modules.get("ml_dtypes")
+    return None if module is None else np.dtype(module.bfloat16)
 
 def input_dtype(logp, logq) -> np.dtype:
     """The common float dtype of the inputs (bfloat16 included)."""
@@ -39,7 +42,7 @@ def round_to(values, dtype):
     dtype = np.dtype(dtype)
     if dtype == np.float64:
         return values
-    if _BFLOAT16 is not None and dtype == _BFLOAT16:
+    if dtype == _bfloat16():
         with np.errstate(over="ignore"):
             narrow = values.astype(np.float32)
             wide = narrow.astype(np.float64)

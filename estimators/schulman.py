@@ -1,6 +1,6 @@
 """Schulman's estimators (J. Schulman, "Approximating KL Divergence", 2020).
 
-Conventions of shared/CLAIMS.md: x ~ q, r = p/q, log_ratio = log p - log q.
+Conventions of docs/claims.md: x ~ q, r = p/q, log_ratio = log p - log q.
 
 The numeric implementations are written to keep, in float64, float32, float16 and
 bfloat16, the properties the formulas have (non-negative, finite, accurate to a few

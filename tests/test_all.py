@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import estimators
+from verify.api import SCHEMA_VERSION
 from verify.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,7 +64,7 @@ def test_reports_are_deterministic(tmp_path, monkeypatch, capsys):
     for path in files:
         assert (first / path).read_bytes() == (second / path).read_bytes(), path
     results = json.loads((first / "results.json").read_text())
-    assert results["schema_version"] == 1 and set(results["estimators"]) == set(estimators.registry())
+    assert results["schema_version"] == SCHEMA_VERSION and set(results["estimators"]) == set(estimators.registry())
     assert main(["all", "--out", str(first), "--layers", "symbolic,gradients", "--check"]) == 0
     (first / "k3.md").write_text("stale")
     assert main(["all", "--out", str(first), "--layers", "symbolic,gradients", "--check"]) == 1
@@ -109,3 +110,11 @@ def test_counterexamples_in_reports_keep_every_digit(tmp_path, capsys):
                 assert recheck(as_expression(registry[name].expr), claim, verdict["counterexample"]), (name, claim)
                 checked += 1
     assert checked > 40
+
+
+def test_layer_names_agree():
+    """`verify all --layers` is parsed without importing the layers: its list must match."""
+    import verify.commands.all as command
+    from verify.collect import LAYERS
+
+    assert command.LAYERS == LAYERS

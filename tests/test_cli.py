@@ -95,7 +95,8 @@ def test_check_gates_on_declared_claims(capsys):
 def test_check_json_has_the_documented_shape(capsys):
     assert main(["check", "log((r-1)**2 + 1)", "--claims", "nonnegative,unbiased_kl_qp", "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"estimator", "expression", "claims"}
+    assert set(out) == {"schema_version", "kind", "estimator", "expression", "gated", "claims"}
+    assert out["kind"] == "check" and out["gated"] == ["nonnegative", "unbiased_kl_qp"]
     assert out["expression"] == "log((r - 1)**2 + 1)"
     assert out["claims"]["nonnegative"]["verdict"] == "proved"
     refuted = out["claims"]["unbiased_kl_qp"]

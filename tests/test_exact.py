@@ -149,7 +149,7 @@ def test_infinite_variance_detected_by_tail_not_size():
 def test_cli_json_keys_and_values(capsys):
     assert main(["moments", "k3", "--p", "norm(0, 2)", "--q", "norm(0, 1)", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert tuple(out) == JSON_KEYS
+    assert tuple(out) == ("schema_version", "kind") + JSON_KEYS
     assert out["variance"] == "inf"
     assert out["estimator"] == "k3"
     assert out["kl_qp"] == pytest.approx(0.5 * (0.25 - 1 - math.log(0.25)), rel=1e-14)

@@ -1,8 +1,9 @@
 """The command line: ``python -m verify`` and ``kl-verify`` both call ``main()``.
 
 Each subcommand lives in ``verify.commands.<name>`` with ``add_parser(subparsers)``
-(which sets ``run``) and returns an exit code of shared/CLAIMS.md.  Bad input is one
-line on stderr and exit code 2.
+(which sets ``run``) and returns an exit code (docs/claims.md).  Bad input is one line
+on stderr and exit code 2.  Only the chosen command's module is imported, and heavy
+libraries load inside the work itself, so ``--help`` and bad input answer at once.
 """
 from __future__ import annotations
 
@@ -12,10 +13,21 @@ import os
 import re
 import sys
 
-from verify import UsageError
+from verify import UsageError, __version__
 from verify.claims import EXIT_USAGE
 
-COMMANDS = ("check", "moments", "fuzz", "gradients", "all")
+# name -> one-line help (shown by `kl-verify --help` without importing the command)
+COMMANDS = {
+    "check": "decide claims for one estimator (a CI gate)",
+    "moments": "exact moments of an estimator for one pair (p, q), x ~ q",
+    "fuzz": "check the floating-point claims of numeric implementations",
+    "gradients": "exact expected gradients as a loss or a reward, per mode",
+    "all": "run every layer over the registry, write reports, gate",
+    "claims": "what a claim, verdict, gradient mode or exit code means",
+}
+
+EPILOG = ("Claims, verdicts, modes and exit codes are defined in docs/claims.md "
+          "(`kl-verify claims [NAME]` prints them).")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,11 +35,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kl-verify", description="Settle claims about KL-divergence estimators.")
+def _chosen_command(argv) -> str | None:
+    """The first argument that names a command (options of the top parser take no value)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv=()) -> argparse.ArgumentParser:
+    """The parser; only the command named in ``argv`` gets its full sub-parser (all of
+    them when ``argv`` names none and is not given, e.g. for documentation tools)."""
+    parser = _Parser(prog="kl-verify", description="Settle claims about KL-divergence estimators.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"kl-verify {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
-        importlib.import_module(f"verify.commands.{name}").add_parser(subparsers)
+    chosen = _chosen_command(argv) if argv is not None else None
+    for name, help_text in COMMANDS.items():
+        if argv is None or name == chosen:
+            importlib.import_module(f"verify.commands.{name}").add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text)
     return parser
 
 
@@ -42,8 +69,9 @@ def _protect_expressions(argv):
 
 def main(argv=None) -> int:
     try:
-        parser = build_parser()
-        args = parser.parse_args(_protect_expressions(sys.argv[1:] if argv is None else list(argv)))
+        arguments = _protect_expressions(sys.argv[1:] if argv is None else list(argv))
+        parser = build_parser(arguments)
+        args = parser.parse_args(arguments)
         if args.command is None:
             raise UsageError(f"missing command; one of: {', '.join(COMMANDS)} (see --help)")
         return int(args.run(args))

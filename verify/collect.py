@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import math
 
-import mpmath
-import sympy as sp
-
+from verify.api import SCHEMA_VERSION
 from verify.claims import FLOATING, SYMBOLIC, expand_claims
-from verify.expression import R, as_expression, as_expression_with_domain
 from verify.timelimit import Failed, TimedOut, run_all
 
-SCHEMA_VERSION = 1
 SIGNIFICANT_DIGITS = 10  # floats in results.json: stable across runs, ample for reports
 CURVE_LOG_RATIOS = tuple(k / 10 for k in range(-100, 101))
 LAYERS = ("symbolic", "floating", "moments", "gradients")
@@ -42,6 +38,11 @@ def normalise(value, rounded=True):
 
 def curve(expr) -> dict:
     """f against log r on [-10, 10], at 40 digits (for the report's plot)."""
+    import mpmath
+    import sympy as sp
+
+    from verify.expression import R
+
     function = sp.lambdify(R, expr, modules="mpmath")
     values = []
     with mpmath.workdps(40):
@@ -55,33 +56,46 @@ def curve(expr) -> dict:
 
 
 def symbolic_layer(estimator, timeout):
-    from verify import symbolic
+    from verify.api import check
 
-    expr, domain = as_expression_with_domain(estimator.expr)
-    verdicts = symbolic.decide(expr, list(SYMBOLIC), timeout=timeout, jobs=1, domain=domain)
+    verdicts = check(estimator, list(SYMBOLIC), timeout=timeout, jobs=1).verdicts
     return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
 
 
 def floating_layer(estimator, profile):
-    from verify import floating
+    from verify.api import check
 
     if estimator.numeric is None:
         return {}
-    verdicts = floating.check_claims(estimator, expand_claims(FLOATING), profile=profile)
+    verdicts = check(estimator, expand_claims(FLOATING), profile=profile).verdicts
     return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
 
 
 def moments_layer(estimator):
     from verify import exact
+    from verify.expression import as_expression
 
     expr = as_expression(estimator.expr)
     return {family: exact.sweep_moments(expr, family) for family in exact.SWEEP_FAMILIES}
 
 
 def gradients_layer(estimator):
-    from verify import gradients
+    """The gradient table, and the exact MSE of the loss gradient on the softmax pairs
+    (for reports/choosing.md)."""
+    from verify.api import gradients
+    from verify.choosing import softmax_gradient_mse_table
+    from verify.expression import as_expression
 
-    return gradients.gradient_table(estimator)
+    rows = [row.as_row() for row in gradients(estimator).rows]
+    return {"rows": rows, "mse": softmax_gradient_mse_table(as_expression(estimator.expr))}
+
+
+def moments_json(name, moments) -> dict:
+    """One sweep pair as JSON, with the error bounds of both KLs (for ties in rankings)."""
+    record = moments.as_json(name)
+    for key in ("kl_qp_abs_error", "kl_pq_abs_error"):
+        record.setdefault(key, getattr(moments, key, 0.0))
+    return record
 
 
 def reproductions_layer():
@@ -118,6 +132,8 @@ def cross_checks(name, record) -> list[str]:
 
 
 def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, layers=LAYERS) -> dict:
+    from verify.expression import as_expression
+
     """Every layer (of ``layers``) over every estimator, run ``jobs`` cells at a time."""
     names = sorted(registry)
     tasks = [(layer, name) for name in names for layer in LAYERS if layer in layers]
@@ -131,6 +147,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
                       "source": registry[name].source, "description": registry[name].description,
                       "declared": list(registry[name].claims), "claims": {}, "errors": []} for name in names}
     reproduced = None
+    gradient_mse: dict = {}
     for (layer, name), result in zip(tasks, results):
         if isinstance(result, (TimedOut, Failed)):
             message = f"{layer} layer: " + (f"timed out after {budget:g} s" if isinstance(result, TimedOut) else result.error)
@@ -143,14 +160,20 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
             reproduced = result
         elif layer in ("symbolic", "floating"):
             records[name]["claims"].update(result)
+        elif layer == "gradients":
+            records[name]["gradients"] = result["rows"]
+            gradient_mse[name] = result["mse"]
         else:
             records[name][layer] = result
     disagreements = []
     for name in names:
+        disagreements += cross_checks(name, records[name])
+    choosing = choosing_data(records, gradient_mse)
+    for name in names:
         record = records[name]
-        disagreements += cross_checks(name, record)
         if "moments" in record:
-            record["moments"] = {family: [m.as_json(name) for m in sweep] for family, sweep in record["moments"].items()}
+            record["moments"] = {family: [moments_json(name, m) for m in sweep]
+                                 for family, sweep in record["moments"].items()}
         record["curve"] = curve(as_expression(registry[name].expr))
     return normalise({
         "schema_version": SCHEMA_VERSION,
@@ -160,4 +183,19 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
         "estimators": records,
         "reproductions": reproduced,
         "disagreements": disagreements,
+        "choosing": choosing,
     })
+
+
+def choosing_data(records, gradient_mse=None) -> dict:
+    """Which estimator to use (reports/choosing.md), from the exact layer's moments
+    (value use) and the gradient layer's rows and softmax gradient MSEs (gradient use);
+    see verify.choosing."""
+    from verify.choosing import gradient_mse_rankings, gradient_rankings, value_rankings
+
+    sweeps = {name: record["moments"] for name, record in records.items() if record.get("moments")}
+    rows = {name: record["gradients"] for name, record in records.items() if record.get("gradients")}
+    kl_by_regime = {row["regime"]: row["kl_qp"] for table in rows.values() for row in table
+                    if row["family"] == "softmax"}
+    return {"value": value_rankings(sweeps), "gradient": gradient_rankings(rows),
+            "gradient_mse": gradient_mse_rankings(gradient_mse or {}, kl_by_regime)}

@@ -3,89 +3,77 @@ from __future__ import annotations
 
 import json
 
-from verify import UsageError
-from verify.claims import FLOATING, SYMBOLIC, exit_code, expand_claims, split_claim
-from verify.expression import as_expression_with_domain
-from verify.targets import resolve
+from verify.api import parse_claims  # noqa: F401 - kept importable from here
+from verify.claims import SYMBOLIC
 
-DEFAULT_TIMEOUT = 5.0
+PROFILES = ("dev", "ci", "thorough")
+
+
+def decide(estimator, claims, timeout, profile="ci", parsed=None) -> dict:
+    """Verdicts for ``claims`` (expanded names): kept for callers of the old command module;
+    new code calls ``verify.check``.  ``parsed`` is ignored (the API parses once)."""
+    from verify.api import check
+
+    return dict(check(estimator, claims, timeout=timeout, profile=profile).verdicts)
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "check", help="decide claims for one estimator (a CI gate)",
-        description="TARGET: a registered name, an expression in r, FILE.py:NAME or module:NAME.")
+        description="TARGET: a registered name, an expression in r, FILE.py:NAME or module:NAME. "
+                    "Claim names and verdicts: docs/claims.md (`kl-verify claims NAME`).")
     parser.add_argument("target")
     parser.add_argument("--claims", help="comma-separated claims to gate on (default: every claim, "
                         "gating on the estimator's declared ones)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help=f"hard time limit per symbolic claim, seconds (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--profile", default="ci", help="floating-point search profile (dev, ci, thorough)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (schema: verify/schemas/check.json)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="hard time limit of the symbolic layer per claim, seconds (default: the layer's)")
+    parser.add_argument("--profile", default="ci", choices=PROFILES, help="floating-point search profile")
     parser.set_defaults(run=run)
 
 
-def parse_claims(text: str) -> list[str]:
-    names = [c.strip() for c in text.split(",") if c.strip()]
-    if not names:
-        raise UsageError("--claims is empty")
-    for name in names:
-        split_claim(name)
-    return expand_claims(names)
-
-
-def decide(estimator, claims, timeout, profile="ci", parsed=None) -> dict:
-    """Verdicts for ``claims`` (expanded names), symbolic then floating point.
-    ``parsed``: the (expression, domain) of ``estimator.expr`` if already parsed."""
-    from verify import symbolic
-
-    expr, domain = parsed or as_expression_with_domain(estimator.expr)
-    symbolic_claims = [c for c in claims if c in SYMBOLIC]
-    floating_claims = [c for c in claims if split_claim(c)[0] in FLOATING]
-    verdicts = {}
-    if symbolic_claims:
-        verdicts.update(symbolic.decide(expr, symbolic_claims, timeout=timeout, domain=domain))
-    if floating_claims:
-        if estimator.numeric is None:
-            raise UsageError(f"estimator {estimator.name!r} has no numeric implementation for {floating_claims[0]}")
-        from verify import floating
-
-        verdicts.update(floating.check_claims(estimator, floating_claims, profile=profile))
-    return {claim: verdicts[claim] for claim in claims}
-
-
 def run(args) -> int:
-    if args.timeout <= 0 or args.timeout > 3600:
-        raise UsageError("--timeout must be in (0, 3600] seconds")
-    estimator = resolve(args.target)
-    parsed = as_expression_with_domain(estimator.expr)
-    expr = parsed[0]
-    if args.claims is not None:
-        claims = gated = parse_claims(args.claims)
-    else:
-        gated = expand_claims(estimator.claims)
-        claims = list(SYMBOLIC)
-        if estimator.numeric is not None:
-            claims += expand_claims(FLOATING)
-        claims += [c for c in gated if c not in claims]
-    verdicts = decide(estimator, claims, args.timeout, args.profile, parsed)
+    from verify.api import check
+    from verify.commands.progress import Progress
+
+    claims = parse_claims(args.claims) if args.claims is not None else None  # bad claims: fail fast
+    with Progress(f"check {args.target[:40]}", total=len(claims) if claims else None) as progress:
+        result = check(args.target, claims, timeout=args.timeout, profile=args.profile,
+                       progress=lambda claim, verdict: progress.step(f"{claim} {verdict.verdict}"))
     if args.json:
-        print(json.dumps({
-            "estimator": estimator.name,
-            "expression": str(expr),
-            "claims": {claim: verdict.as_json() for claim, verdict in verdicts.items()},
-        }, indent=2, default=str))
+        print(json.dumps(result.to_json(), indent=2, default=str))
     else:
-        print(property_sheet(estimator.name, str(expr), verdicts, gated))
-    return exit_code(verdicts[c].verdict for c in gated)
+        print(property_sheet(result.estimator, result.expression, result.verdicts, result.gated))
+    return result.exit_code
+
+
+def _shared_counterexamples(verdicts) -> dict:
+    """Claims refuted by one and the same counterexample (a point where f is undefined
+    refutes nearly every claim): key -> claims, for keys shared by more than one claim."""
+    groups: dict[tuple, list[str]] = {}
+    for claim, verdict in verdicts.items():
+        if verdict.verdict == "refuted" and verdict.counterexample is not None and claim in SYMBOLIC:
+            example = verdict.counterexample
+            if isinstance(example, dict) and "subexpression" in example:  # a domain counterexample
+                key = (verdict.method, example.get("r"), example.get("subexpression"), example.get("must_be"))
+                groups.setdefault(key, []).append(claim)
+    return {key: claims for key, claims in groups.items() if len(claims) > 1}
 
 
 def property_sheet(name, expression, verdicts, gated) -> str:
-    lines = [f"{name}: f(r) = {expression}", "(* = declared or gated claim)", ""]
+    lines = [f"{name}: f(r) = {expression}", "(* = declared or gated claim; meanings: kl-verify claims NAME)", ""]
     width = max(len(c) for c in verdicts) + 2
+    shared = _shared_counterexamples(verdicts)
+    shown = {claim: key for key, claims in shared.items() for claim in claims}
     for claim, verdict in verdicts.items():
         mark = "*" if claim in gated else " "
         lines.append(f"{mark} {claim:<{width}}{verdict.verdict:<10} {verdict.method}")
-        if verdict.counterexample is not None:
+        if verdict.counterexample is not None and claim not in shown:
             lines.append(f"  {'':<{width}}counterexample: {json.dumps(verdict.counterexample, default=str)}")
+    for key, claims in shared.items():
+        example = verdicts[claims[0]].counterexample
+        lines += ["", f"f is not defined as written at r = {example.get('r')!r}: {example.get('subexpression')} "
+                      f"must be {example.get('must_be')}. This refutes the {len(claims)} claims marked "
+                      f"'{key[0]}' above; counterexample:",
+                  f"  {json.dumps(example, default=str)}"]
     return "\n".join(lines)

@@ -57,7 +57,9 @@ def run(args) -> int:
             if verdict.counterexample is not None:
                 lines.append(f"  {'':<32}counterexample: {json.dumps(verdict.counterexample, sort_keys=True)}")
     if args.json:
-        print(json.dumps({"profile": args.profile, "dtypes": dtypes, "estimators": results},
+        from verify.api import json_document  # schema_version (verify/schemas/fuzz.json)
+
+        print(json.dumps(json_document("fuzz", {"profile": args.profile, "dtypes": dtypes, "estimators": results}),
                          indent=2, sort_keys=True))
     else:
         print("\n".join(lines + ["", "(* = declared claim; the exit code gates on these)"]))

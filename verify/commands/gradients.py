@@ -118,9 +118,11 @@ def run(args) -> int:
         objects.append({"estimator": estimator.name, "results": [r.as_row() for r in results]})
         texts.append(table_text(estimator.name, str(as_expression(estimator.expr)), results))
     if args.json:
+        from verify.api import json_document  # schema_version (verify/schemas/gradients.json)
+
         payload = objects[0] if args.target is not None and objects else objects
         if args.target is None or objects:
-            print(json.dumps(payload, indent=2, sort_keys=True))
+            print(json.dumps(json_document("gradients", payload), indent=2, sort_keys=True))
     else:
         print("\n\n".join(texts))
     return code

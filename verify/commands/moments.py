@@ -43,7 +43,9 @@ def run(args) -> int:
         print(f"kl-verify: moments undecided: {error}", file=sys.stderr)
         return EXIT_UNDECIDED
     if args.json:
-        print(json.dumps(result.as_json(estimator.name), sort_keys=False))
+        from verify.api import json_document  # schema_version (verify/schemas/moments.json)
+
+        print(json.dumps(json_document("moments", result.as_json(estimator.name)), sort_keys=False))
         return EXIT_OK
     lines = [
         f"{estimator.name}: f(r) = {expr}",

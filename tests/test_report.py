@@ -1,0 +1,163 @@
+"""Rankings never order noise, refuted claims alarm only when declared, figures are legible,
+and the choosing page is there and linked first."""
+import json
+import math
+import struct
+
+import pytest
+
+import estimators
+from verify import report
+from verify.choosing import mse, rank
+from verify.cli import main
+
+
+def test_values_within_their_bounds_tie():
+    # the issue's case: k3 at 1.2e-16 and k1 at 2.3e-16 with bounds of 1e-15 are rounding noise
+    entries = rank([{"estimator": "k3", "mse": 1.2e-16, "abs_error": 1e-15},
+                    {"estimator": "k1", "mse": 2.3e-16, "abs_error": 1e-15},
+                    {"estimator": "k2", "mse": 0.5, "abs_error": 1e-15},
+                    {"estimator": "k9", "mse": math.inf, "abs_error": 0.0}])
+    assert [(e["estimator"], e["rank"]) for e in entries] == [("k1", 1), ("k3", 1), ("k2", 3), ("k9", 4)]
+    assert report._tied_order([("k3", 1.2e-16, 1e-15), ("k1", 2.3e-16, 1e-15), ("k2", 0.5, 1e-15)]) == \
+        "k1 (0 (± 1e-15)) = k3 (0 (± 1e-15)) < k2 (0.5)"
+    assert report._with_bound(3e-3, 1e-15) == "0.003"
+    assert report._with_bound(math.inf, 0.0) == "∞"
+
+
+def test_mse_is_bias_squared_plus_variance_over_n():
+    moments = {"mean": 1.5, "mean_abs_error": 1e-12, "variance": 4.0, "variance_abs_error": 1e-12,
+               "kl_qp": 1.0, "kl_qp_abs_error": 1e-12, "kl_pq": 2.0}
+    value, error = mse(moments, "kl_qp", 64)
+    assert value == pytest.approx(0.25 + 4.0 / 64, rel=1e-15) and 0 < error < 1e-11
+    assert mse(dict(moments, variance="inf"), "kl_qp", 64) == (math.inf, 0.0)
+    assert mse(moments, "kl_pq", 1)[0] == pytest.approx(0.25 + 4.0, rel=1e-15)
+
+
+def test_refuted_is_an_alarm_only_when_declared():
+    assert report._mark("refuted", declared=False) == "refuted"
+    assert report._mark("refuted", declared=True) == "**refuted**"
+    assert report._mark("proved", declared=True) == "proved"
+
+
+def test_comparison_figures_hold_at_most_8_estimators_per_axes():
+    results = {"estimators": {f"e{i}": {"moments": {"norm": []}} for i in range(11)}}
+    groups = report._comparison_groups(results)
+    assert [len(g) for g in groups] == [8, 3]
+    assert report._comparison_files(results, "norm") == ["compare_norm_1.png", "compare_norm_2.png"]
+
+
+def _png_dpi(data: bytes) -> float:
+    at = data.index(b"pHYs")
+    per_metre, _, unit = struct.unpack(">IIB", data[at + 4:at + 13])
+    assert unit == 1
+    return per_metre * 0.0254
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture(scope="module")
+def small_reports(tmp_path_factory):
+    import verify.commands.all as command
+
+    out = tmp_path_factory.mktemp("reports")
+    full = estimators.registry()
+    original = command.load_registry
+    command.load_registry = lambda: {"k1": full["k1"], "k3": full["k3"], "k2": full["k2"]}
+    try:
+        assert main(["all", "--out", str(out), "--layers", "moments,gradients", "--jobs", "2"]) == 0
+    finally:
+        command.load_registry = original
+    return out
+
+
+def test_choosing_page_is_linked_first_and_answers_the_question(small_reports, capsys):
+    capsys.readouterr()
+    readme = (small_reports / "README.md").read_text()
+    links = [line for line in readme.splitlines() if "](" in line]
+    assert "(choosing.md)" in links[0]
+    page = (small_reports / "choosing.md").read_text()
+    assert "## Value use" in page and "## Gradient use" in page
+    assert "MSE against KL(q‖p)" in page and "MSE against KL(p‖q)" in page
+    for regime in ("near", "about 0.5", "far"):
+        assert regime in page
+    assert "| 4096 |" in page and "| 64 |" in page and "| 1 |" in page
+    results = json.loads((small_reports / "results.json").read_text())
+    cell = results["choosing"]["value"]["norm"]["near"]["rankings"]["kl_qp"]["64"]
+    assert {e["estimator"] for e in cell} == {"k1", "k2", "k3"}
+    # k2's loss follows grad KL(q||p): first for a user who means KL(q||p)
+    assert results["choosing"]["gradient"]["softmax"]["near"]["rankings"]["kl_qp"][0]["estimator"] == "k2"
+    assert results["choosing"]["gradient"]["softmax"]["near"]["rankings"]["kl_pq"][0]["estimator"] == "k3"
+    # with many tokens the unbiased gradient wins: k2 for KL(q||p), k3 for KL(p||q) (far pair)
+    far = results["choosing"]["gradient_mse"]["far"]["rankings"]
+    assert far["kl_qp"]["4096"][0]["estimator"] == "k2" and far["kl_pq"]["4096"][0]["estimator"] == "k3"
+    assert "exact MSE of the batch-mean loss gradient" in page
+
+
+def test_figures_are_legible(small_reports):
+    figures = sorted((small_reports / "figures").glob("*.png"))
+    assert any(p.name.startswith("compare_") for p in figures)
+    for path in figures:
+        data = path.read_bytes()
+        assert _png_dpi(data) >= 99.9, path.name
+        width, height = _png_size(data)
+        assert width >= 600 and height >= 350, path.name
+
+
+def test_every_page_links_the_claims_reference(small_reports):
+    for path in small_reports.glob("*.md"):
+        assert report.CLAIMS_DOC in path.read_text(), path.name
+
+
+def test_softmax_gradient_mse_agrees_with_a_plain_enumeration():
+    """Two computations: verify.choosing (mpmath sums of the closed forms) and a direct
+    float64 enumeration of E|g - grad KL|^2 and of the per-outcome gradients."""
+    import numpy as np
+
+    from verify.choosing import softmax_gradient_mse
+    from verify.expression import as_expression
+    from verify.gradients import PAIRS, expected_gradient
+
+    for text, slope in [("r - 1 - log(r)", lambda r: r - 1), ("log(r)**2/2", np.log)]:
+        for pair in (p for p in PAIRS if p.family == "softmax"):
+            q = np.exp(pair.theta) / np.exp(pair.theta).sum()
+            p = np.exp(pair.p) / np.exp(pair.p).sum()
+            r = p / q
+            per_sample = [-slope(r[x]) * (np.eye(len(q))[x] - q) for x in range(len(q))]  # -r f'(r) grad log q
+            mean = sum(q[x] * per_sample[x] for x in range(len(q)))
+            reference, _ = expected_gradient(text, "loss", "softmax", pair.regime)
+            assert np.allclose(mean, reference, rtol=1e-12, atol=1e-15)
+            grad_qp = sum(q[x] * -np.log(r[x]) * (np.eye(len(q))[x] - q) for x in range(len(q)))
+            grad_pq = q - p
+            exact = softmax_gradient_mse(as_expression(text), pair.theta, pair.p)
+            for target, grad in (("kl_qp", grad_qp), ("kl_pq", grad_pq)):
+                brute = sum(q[x] * np.sum((per_sample[x] - grad) ** 2) for x in range(len(q)))  # n = 1
+                value, bound = exact[target][1]
+                assert value == pytest.approx(brute, rel=1e-10) and bound < 1e-12 * max(value, 1e-300) + 1e-30
+                n_mean = np.sum((mean - grad) ** 2) + (brute - np.sum((mean - grad) ** 2)) / 64
+                assert exact[target][64][0] == pytest.approx(n_mean, rel=1e-9, abs=1e-18)
+
+
+def test_every_axes_has_at_most_8_lines(monkeypatch):
+    """Count the lines matplotlib draws on each axes, for an estimator with 11 families and
+    a registry of 11 estimators."""
+    import matplotlib.pyplot as plt
+
+    sweep = [{"kl_qp": k, "kl_pq": k, "relative_bias_qp": 0.1 * k, "relative_bias_pq": 0.2 * k, "mean_abs_error": 0.0,
+              "variance": 1.0, "variance_abs_error": 0.0} for k in (0.01, 0.1, 1.0)]
+    record = {"expression": "r", "curve": {"log_ratio": [0.0, 1.0], "f": [0.0, 1.0]},
+              "moments": {f"family{i}": sweep for i in range(11)}}
+    counts = []
+    original = plt.close
+
+    def count_then_close(figure):
+        counts.extend(len(axes.get_lines()) for axes in figure.axes)
+        original(figure)
+
+    monkeypatch.setattr(plt, "close", count_then_close)
+    report._figures("e", record)
+    one_family = dict(record, moments={"family0": sweep})
+    report._comparison_figures({"estimators": {f"e{i}": one_family for i in range(11)}})
+    assert counts and max(counts) <= 8 and max(counts) == 8

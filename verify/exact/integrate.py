@@ -67,6 +67,12 @@ class Integral:
 # mappings of a support onto the whole line
 
 
+# Breakpoints at a component's location plus and minus these multiples of its scale: a
+# narrow component far from q's centre is a sliver in u, which an interval's nodes
+# would step over; its mass is where these breakpoints are.
+_SPREAD = (0.5, 1, 2, 4, 8, 16, 40)
+
+
 class _Mapping:
     def __init__(self, p: Family, q: Family):
         self.support = q.support
@@ -81,7 +87,7 @@ class _Mapping:
         elif self.support.startswith("halfline"):
             self.base = float(self.support[len("halfline("):-1])
         self.breaks = sorted({round(self.to_u(x), 12) for loc, s in places
-                              for x in (loc - 4 * s, loc - s, loc, loc + s, loc + 4 * s)
+                              for x in [loc] + [loc + sign * k * s for sign in (-1, 1) for k in _SPREAD]
                               if self.inside(x)})
 
     def inside(self, x):
@@ -97,6 +103,19 @@ class _Mapping:
         if self.support == "unit":
             return math.log(x) - math.log1p(-x)
         return math.log((x - self.base) / self.width)
+
+    def point_mp(self, u):
+        """(x, log Jacobian dx/du) in mpmath at the current precision."""
+        import mpmath as mp
+
+        if self.support == "real":
+            x = mp.mpf(self.center) + mp.mpf(self.width) * mp.sinh(u)
+            return x, mp.log(mp.mpf(self.width) * mp.cosh(u))
+        if self.support == "unit":
+            x = 1 / (1 + mp.exp(-u))
+            return x, mp.log(x) + mp.log1p(-x)
+        log_y = mp.log(mp.mpf(self.width)) + u
+        return mp.mpf(self.base) + mp.exp(log_y), log_y
 
     def point(self, u):
         """(Point, log Jacobian dx/du, its error bound)."""
@@ -154,6 +173,7 @@ class _Tail:
     bound: float      # bound on |integral beyond end|
     divergent: bool
     sign: float       # sign of the integrand far out (for a divergent tail)
+    far: float = 0.0  # > 0: integrate beyond ``end`` in mpmath, the integrand decaying like exp(-far |u|)
 
 
 def _fit_slope(us, hs):
@@ -163,12 +183,17 @@ def _fit_slope(us, hs):
     return s, k
 
 
-def _tail(integrand, direction, peak_hint):
-    """Convergence and truncation of one tail, from bounds on log|integrand| along a ladder.
+def _tail(integrand, direction, peak_hint, decided=None, min_u=0.0):
+    """Truncation of one tail, from bounds on log|integrand| along a ladder.
 
-    Convergence is read from the upper bound log(|g| + error) (the true integrand is
-    below it), divergence from the lower bound log(|g| - error); when neither settles
-    the question the answer is an ExactError, not a guess.
+    ``decided``: None, or the tail analysis' ("finite", rate) (verify.exact.tails; rate
+    is the exponential decay of the integrand in u where known).  A decided tail is
+    truncated where the bound has fallen TAIL_DROP below the peak beyond every
+    breakpoint (``min_u``); where the float64 ladder cannot get there (log-densities too
+    uncertain, or a slow power-law decay) the rest is integrated in mpmath
+    (verify.exact.highprec).  Undecided tails (an expression the analysis cannot follow)
+    fall back on the ladder's slopes: convergence read from the upper bound, divergence
+    from the lower bound, and an ExactError when neither settles it.
     """
     us = np.array(PROBE) * direction
     integrand(us)
@@ -185,11 +210,24 @@ def _tail(integrand, direction, peak_hint):
     if len(upper) < 4:
         raise ExactError("the integrand is not finite near the centre of the distribution")
     peak = max(peak_hint, max(upper))
+    if decided is not None:
+        rate = decided[1]
+        for j in range(len(upper) - 1):
+            later = upper[j:]
+            if (probe_u[j] >= min_u and upper[j] <= peak - TAIL_DROP
+                    and all(b <= a for a, b in zip(later, later[1:]))):
+                chord = (upper[j + 1] - upper[j]) / (probe_u[j + 1] - probe_u[j])
+                slope = max(-chord, rate) if rate else -chord
+                bound = TAIL_SAFETY * math.exp(upper[j]) / slope if slope > 0 else math.inf
+                if math.isfinite(bound):
+                    return _Tail(end=direction * probe_u[j], bound=bound, divergent=False, sign=signs[-1])
+        if rate:
+            return _Tail(end=direction * probe_u[-1], bound=0.0, divergent=False, sign=signs[-1], far=rate)
     s_up, k_up = _fit_slope(probe_u[-3:], upper[-3:])
     converges = s_up < -SLOPE_TOL or (abs(s_up) <= SLOPE_TOL and k_up < -2)
     if not converges:
         known = [j for j, value in enumerate(lower) if np.isfinite(value)]
-        if len(known) >= 3:
+        if len(known) >= 3 and decided is None:
             # the farthest probes whose lower bound is still informative
             s_lo, k_lo = _fit_slope([probe_u[j] for j in known[-3:]], [lower[j] for j in known[-3:]])
             if s_lo > SLOPE_TOL or (abs(s_lo) <= SLOPE_TOL and k_lo >= -0.5):
@@ -198,7 +236,7 @@ def _tail(integrand, direction, peak_hint):
     # first probe where the bound is TAIL_DROP below the peak and falls at every later probe
     for j in range(len(upper) - 1):
         later = upper[j:]
-        if upper[j] <= peak - TAIL_DROP and all(b <= a for a, b in zip(later, later[1:])):
+        if probe_u[j] >= min_u and upper[j] <= peak - TAIL_DROP and all(b <= a for a, b in zip(later, later[1:])):
             chord = (upper[j + 1] - upper[j]) / (probe_u[j + 1] - probe_u[j])
             rate = min(-chord, -s_up) if s_up < 0 else -chord
             bound = TAIL_SAFETY * math.exp(upper[j]) / rate if rate > 0 else math.inf
@@ -301,14 +339,27 @@ def _kinks(integrand, switch_nodes, points):
     return roots
 
 
+def _u_direction(end):
+    """+1 when the end of the support is reached as u -> +inf, -1 for u -> -inf."""
+    if end[0] == "inf":
+        return end[1]
+    return -end[2]
+
+
 def _continuous(p, q, node):
+    from verify.exact import tails
+
     mapping = _Mapping(p, q)
     integrand = _Integrand(p, q, node, mapping)
+    decisions = {_u_direction(e): d for e, d in tails.decide(p, q, node, mapping.support).items()}
+    infinite = {float(d[1]) for d in decisions.values() if d is not None and d[0] == "infinite"}
+    if infinite:
+        return Integral(math.inf * infinite.pop(), 0.0) if len(infinite) == 1 else Integral(math.nan, 0.0)
     centre = np.array(mapping.breaks + [0.0])
     _, _, h_centre, _ = integrand(centre)
     peak_hint = float(np.max(h_centre[np.isfinite(h_centre)])) if np.any(np.isfinite(h_centre)) else -1e300
-    right = _tail(integrand, 1.0, peak_hint)
-    left = _tail(integrand, -1.0, peak_hint)
+    right = _tail(integrand, 1.0, peak_hint, decisions.get(1), max([b for b in mapping.breaks if b > 0], default=0.0))
+    left = _tail(integrand, -1.0, peak_hint, decisions.get(-1), max([-b for b in mapping.breaks if b < 0], default=0.0))
     if right.divergent or left.divergent:
         signs = {float(t.sign) for t in (right, left) if t.divergent}
         if len(signs) == 1 and signs != {0.0}:
@@ -322,7 +373,16 @@ def _continuous(p, q, node):
     kinks = _kinks(integrand, switches(node), points)
     points = sorted(set(points) | set(kinks))
     value, error = _adaptive(integrand, points)
-    return Integral(value, error + left.bound + right.bound)
+    value_parts, error = [value], error + left.bound + right.bound
+    for tail, direction in ((right, 1.0), (left, -1.0)):
+        if tail.far:
+            from verify.exact.highprec import tail_integral
+
+            far_breaks = [abs(b) for b in mapping.breaks if b * direction > abs(tail.end)]
+            far_value, far_error = tail_integral(p, q, node, mapping, tail.end, direction, tail.far, far_breaks)
+            value_parts.append(far_value)
+            error += far_error
+    return Integral(math.fsum(value_parts), error + EPS * sum(abs(v) for v in value_parts))
 
 
 # ----------------------------------------------------------------------------------

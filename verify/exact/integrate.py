@@ -57,10 +57,18 @@ class ExactError(Exception):
 class Integral:
     value: float  # may be +-inf (divergent) or nan (divergent both ways)
     error: float  # absolute error bound (0 for an infinite value)
+    # beyond float64: value is +-inf, the true value is sign * 10**log10 within a factor
+    # (1 +- rel_error); log10 is None for an ordinary float value
+    log10: float | None = None
+    rel_error: float = 0.0
 
     @property
     def finite(self) -> bool:
-        return math.isfinite(self.value)
+        return math.isfinite(self.value) or self.log10 is not None
+
+    @property
+    def beyond_float(self) -> bool:
+        return self.log10 is not None
 
 
 # ----------------------------------------------------------------------------------
@@ -389,6 +397,15 @@ def _continuous(p, q, node):
 # exact sums
 
 
+class _Terms(tuple):
+    """(terms, term_err, log_abs, m) unpacks as before; .relative is each term's relative error."""
+
+    def __new__(cls, terms, term_err, log_abs, m, relative):
+        self = super().__new__(cls, (terms, term_err, log_abs, m))
+        self.relative = relative
+        return self
+
+
 def _sum_terms(logp, logp_err, logq, logq_err, node):
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         t = logp - logq
@@ -398,9 +415,12 @@ def _sum_terms(logp, logp_err, logq, logq_err, node):
         weight = np.exp(log_weight)
         terms = m * weight
         w_err = logq_err + 2 * EPS * (np.abs(logq) + np.abs(e))
-        term_err = weight * (err + np.abs(m) * np.expm1(np.minimum(w_err, 700.0)))
+        relative = err + np.abs(m) * np.expm1(np.minimum(w_err, 700.0))
+        term_err = weight * relative
         log_abs = log_weight + np.log(np.abs(m))
-    return terms, term_err, log_abs, m
+        # relative error of each term, finite even where the term overflows
+        relative = relative / np.abs(m)
+    return _Terms(terms, term_err, log_abs, m, relative)
 
 
 def _sum(terms, term_err):
@@ -415,13 +435,37 @@ def _sum(terms, term_err):
 def _categorical(p, q, node):
     logp, logp_err = p.logpmf()
     logq, logq_err = q.logpmf()
-    terms, term_err, _, _ = _sum_terms(logp, logp_err, logq, logq_err, node)
+    parts = _sum_terms(logp, logp_err, logq, logq_err, node)
+    terms, term_err, log_abs, m = parts
     if not np.all(np.isfinite(terms)):
-        raise ExactError("a term of the exact sum is not finite")
+        return _log_space_sum(log_abs, m, parts.relative)
     # summed by blocks as in categorical_mean_and_variance: the same f gives the same mean
     value = _checked_fsum([float(np.sum(terms[block])) for block in _blocks(terms.size)])
     error = float(np.sum(term_err)) + _sum_levels(terms.size) * EPS * float(np.sum(np.abs(terms)))
     return Integral(value, error)
+
+
+def _log_space_sum(log_abs, m, relative):
+    """A sum whose terms overflow float64, in log space: every term's log-magnitude is
+    finite, the terms have one sign (no cancellation: a variance, or k3's terms), and the
+    relative error is the largest relative error of a term plus the summation's."""
+    from scipy.special import logsumexp
+
+    if np.any(np.isnan(log_abs)) or np.any(log_abs == np.inf):
+        raise ExactError("a term of the exact sum is not finite")
+    live = np.isfinite(log_abs)
+    signs = np.sign(m[live])
+    if signs.size == 0:
+        return Integral(0.0, 0.0)
+    if np.any(signs != signs[0]):
+        raise ExactError("a sum beyond the float64 range has terms of both signs")
+    total = float(logsumexp(log_abs[live]))
+    rel = relative[live]
+    if not np.all(np.isfinite(rel)):
+        raise ExactError("a term of the exact sum has no error bound")
+    # exp of a log-magnitude known to within d is known to relative expm1(d)
+    rel_error = float(np.max(rel)) + (math.log2(max(int(live.sum()), 2)) + 4) * EPS * (1 + abs(total))
+    return Integral(math.inf * float(signs[0]), 0.0, log10=total / math.log(10), rel_error=rel_error)
 
 
 def _pair_arrays(p, q):
@@ -549,32 +593,98 @@ def _checked_fsum(sums) -> float:
     return math.fsum(sums)
 
 
+def _poisson_peak(p, q, node):
+    """Where the terms q_k |f| peak: f grows like e^(a t) |t|^b with t linear in k (slope
+    log(mu_p / mu_q)), so q_k e^(a t) is a Poisson weight of mean mu_q (mu_p/mu_q)^a."""
+    from verify.exact import tails
+
+    mu_p, mu_q = p.params["mu"], q.params["mu"]
+    direction = 1 if mu_p > mu_q else -1
+    series = tails.growth(node, direction)
+    a = 0.0
+    if series is not None and not isinstance(series, str) and series.terms:
+        a = max(float(series.terms[0][1][0]), 0.0)
+    log_mu = math.log(mu_q) + a * (math.log(mu_p) - math.log(mu_q))
+    return max(mu_p, mu_q, math.exp(min(log_mu, math.log(1e9))))
+
+
+# The Poisson sum runs over the counts where the terms are within WINDOW_DROP nats of
+# their peak (found on a grid of GRID points); each term left out is below
+# exp(peak - WINDOW_DROP + WINDOW_SLACK), the slack covering the change between grid points.
+GRID = 4097
+WINDOW_DROP = TAIL_DROP
+WINDOW_SLACK = 20.0
+
+
+def _poisson_terms(p, q, node, k):
+    logp, logp_err = p.logpmf(k)
+    logq, logq_err = q.logpmf(k)
+    return _sum_terms(logp, logp_err, logq, logq_err, node)
+
+
 def _poisson(p, q, node):
-    mu = max(p.params["mu"], q.params["mu"])
-    count = int(math.ceil(mu + 30 * math.sqrt(mu) + 60))
+    mu = _poisson_peak(p, q, node)
+    count = int(math.ceil(mu + 40 * math.sqrt(mu) + 100))
     while True:
-        k = np.arange(count + 1, dtype=np.float64)
-        logp, logp_err = p.logpmf(k)
-        logq, logq_err = q.logpmf(k)
-        terms, term_err, log_abs, m = _sum_terms(logp, logp_err, logq, logq_err, node)
-        finite = log_abs[np.isfinite(log_abs) | (log_abs == -np.inf)]
-        if np.isnan(log_abs[-1]) or log_abs[-1] == np.inf:
-            return Integral(math.inf * float(np.sign(m[np.isfinite(m)][-1])), 0.0)
-        h = np.maximum(log_abs, -1e300)
-        peak = float(np.max(finite))
-        last = h[-8:]
+        grid = np.unique(np.concatenate([np.round(np.linspace(0, count, GRID)),
+                                         np.arange(max(count - 7, 0), count + 1)]))
+        terms, term_err, log_abs, m = _poisson_terms(p, q, node, grid)
+        bad = np.isnan(log_abs) | (log_abs == np.inf)
+        if np.any(bad):
+            return Integral(math.inf * (float(np.sign(m[np.argmax(bad)])) or 1.0), 0.0)
+        peak = float(np.max(log_abs))
+        last = np.maximum(log_abs[-8:], -1e300)
         ratios = np.diff(last)
-        if h[-1] <= peak - TAIL_DROP and np.all(ratios < math.log(0.5)):
+        if last[-1] <= peak - TAIL_DROP and np.all(ratios < math.log(0.5)):
             # later ratios shrink (the k! of q wins over any growth of f in t, linear in k)
             rho = math.exp(float(ratios[-1]))
-            bound = TAIL_SAFETY * math.exp(float(h[-1])) * rho / (1 - rho)
-            value, error = _sum(terms, term_err)
-            return Integral(value, error + bound)
+            tail = TAIL_SAFETY * math.exp(float(last[-1]) - peak) * rho / (1 - rho)  # relative to the peak term
+            spacing = int(math.ceil(count / (GRID - 1))) + 1
+            kept = grid[log_abs >= peak - WINDOW_DROP]
+            lo, hi = int(max(0, kept.min() - spacing)), int(min(count, kept.max() + spacing))
+            left_out = (count + 1) - (hi - lo + 1)
+            left_out_rel = left_out * math.exp(-WINDOW_DROP + WINDOW_SLACK) + tail
+            return _poisson_window(p, q, node, lo, hi, peak, left_out_rel)
         if count > 50_000_000:
-            if np.all(np.diff(h[-8:]) > 0):
+            if np.all(ratios > 0):
                 return Integral(math.inf * float(np.sign(m[-1])), 0.0)
             raise ExactError("the poisson sum does not settle within 5e7 terms")
         count *= 4
+
+
+def _poisson_window(p, q, node, lo, hi, peak, left_out_rel, chunk=1_000_000):
+    """The sum over counts lo..hi, in float64 or, when the terms overflow, in log space;
+    plus a bound of left_out_rel times the peak term for everything left out."""
+    from scipy.special import logsumexp
+
+    sums, errors, magnitudes = [], 0.0, 0.0
+    logs, rel_bound, signs = [], 0.0, set()
+    overflow = False
+    for start in range(lo, hi + 1, chunk):
+        k = np.arange(start, min(hi + 1, start + chunk), dtype=np.float64)
+        parts = _poisson_terms(p, q, node, k)
+        terms, term_err, log_abs, m = parts
+        if not np.all(np.isfinite(terms)):
+            overflow = True
+        if not overflow:
+            sums.append(float(np.sum(terms)))
+            errors += float(np.sum(term_err))
+            magnitudes += float(np.sum(np.abs(terms)))
+        live = np.isfinite(log_abs)
+        if np.any(live):
+            logs.append(float(logsumexp(log_abs[live])))
+            rel_bound = max(rel_bound, float(np.max(parts.relative[live])))
+            signs |= set(np.sign(m[live]).tolist())
+    if not overflow:
+        value = _checked_fsum(sums)
+        levels = math.ceil(math.log2(max(hi - lo + 1, 2))) + 2
+        return Integral(value, errors + levels * EPS * magnitudes + left_out_rel * math.exp(peak))
+    signs.discard(0.0)
+    if len(signs) != 1 or not math.isfinite(rel_bound):
+        raise ExactError("a sum beyond the float64 range has terms of both signs")
+    total = float(logsumexp(logs))
+    rel_error = rel_bound + (math.log2(hi - lo + 2) + 4) * EPS * (1 + abs(total)) + left_out_rel * math.exp(peak - total)
+    return Integral(math.inf * signs.pop(), 0.0, log10=total / math.log(10), rel_error=rel_error)
 
 
 def expectation(p: Family, q: Family, node: Node) -> Integral:

@@ -10,6 +10,7 @@ import json
 import math
 
 from verify.claims import DTYPES, FLOATING, SYMBOLIC
+from verify.report_truncation import truncation_section
 
 _MARK = {"proved": "proved", "tested": "tested", "refuted": "**refuted**", "undecided": "undecided"}
 RANKING_KL = 0.5  # families are ranked at the sweep pair whose KL(q||p) is nearest this
@@ -67,7 +68,8 @@ def _index(results) -> str:
               "By |relative bias against KL(q||p)| and by std/KL(q||p) at the sweep pair of each family whose "
               "KL(q||p) is nearest 0.5 (exact moments; ∞ = infinite variance).", ""]
     lines += _ranking(results)
-    lines += ["", "## Pages", ""]
+    lines += [""] + truncation_section()
+    lines += ["## Pages", ""]
     lines += [f"- [{name}]({name}.md): `{results['estimators'][name]['expression']}`" for name in names]
     lines += ["- [Reproductions of the published tables](reproductions.md)", ""]
     return "\n".join(lines)

@@ -6,11 +6,13 @@ every family becomes at worst an exponential in u, and endpoint singularities of
 gamma and beta densities become smooth exponential tails.  The integrand is formed
 in log space: exp(log q + log J + e) * m with f = m e^e.
 
-Tails: the log-integrand h(u) = log|q J f| is probed on a geometric ladder out to
-|u| = 512.  Its asymptotic slope decides convergence (slope < 0: converges; > 0:
-diverges; the borderline is decided by the power of u), never the size of a
-quadrature sum.  The integral is truncated where h has fallen ``TAIL_DROP`` nats below
-its peak, and the tail beyond is bounded by exp(h) / |slope| times a safety factor.
+Tails: whether a tail converges is decided by verify.exact.tails from the families'
+tail exponents and the estimator's growth (not from the integrand's slope).  A
+convergent tail is truncated where log|integrand| has fallen ``TAIL_DROP`` nats below
+its peak beyond every breakpoint, the rest bounded by exp(h) / slope times a safety
+factor; where float64 cannot get there (uncertain log-densities, slow power-law decay)
+the rest is integrated in mpmath (verify.exact.highprec).  Only an estimator whose growth
+the analysis cannot follow falls back on the slopes along a ladder of probes.
 
 Error: |G21 - G10| per interval (the 21-point rule is far more accurate than the
 10-point rule it is compared with), plus the propagated rounding bound of every node
@@ -44,6 +46,8 @@ MAX_INTERVALS = 20_000
 # The ladder stops where the log-densities themselves are uncertain by this many nats
 # (far out, log p - log q is the difference of two huge numbers and carries no information).
 MAX_DENSITY_ERROR = 0.1
+# A tail integrated in mpmath starts where the float64 log-densities are this accurate.
+FAR_START_DENSITY_ERROR = 1e-12
 PROBE = tuple(2.0 ** (k / 4) for k in range(-4, 37))  # 0.5 .. 512
 _G10 = np.polynomial.legendre.leggauss(10)
 _G21 = np.polynomial.legendre.leggauss(21)
@@ -83,7 +87,9 @@ _SPREAD = (0.5, 1, 2, 4, 8, 16, 40)
 
 class _Mapping:
     def __init__(self, p: Family, q: Family):
-        self.support = q.support
+        from verify.exact.families import common_support
+
+        self.support = common_support(p, q)
         places = p.locations() + q.locations()
         self.width = min(s for _, s in places)
         if self.support == "real":
@@ -141,7 +147,31 @@ class _Mapping:
                         4 * EPS * (np.abs(log_x) + np.abs(log_1mx) + 1))
             log_y = math.log(self.width) + u
             y = np.exp(log_y)
-            return Point(x=self.base + y, y=y, log_y=log_y, u=u), log_y, 4 * EPS * (np.abs(log_y) + 1)
+            return Point(x=self.base + y, y=y, log_y=log_y, u=u, base=self.base), log_y, 4 * EPS * (np.abs(log_y) + 1)
+
+
+def _normal_log_ratio(p, q, x):
+    """(t, error bound) for two normals, t = -(zp - zq)(zp + zq)/2 - log(sp/sq) with
+    zp - zq formed from the parameters (no cancellation when p is near q); else None."""
+    if p.name != "norm" or q.name != "norm":
+        return None
+    mp_, sp_ = p.params["loc"], p.params["scale"]
+    mq, sq = q.params["loc"], q.params["scale"]
+    inv = 1.0 / (sp_ * sq)
+    slope = (sq - sp_) * inv
+    offset = (mq * sp_ - mp_ * sq) * inv
+    zp, zq = (x - mp_) / sp_, (x - mq) / sq
+    d = x * slope + offset
+    s = zp + zq
+    log_ratio = math.log(sp_) - math.log(sq)
+    t = -0.5 * d * s - log_ratio
+    d_err = 8 * EPS * (np.abs(x) * abs(slope) + abs(mq * sp_ * inv) + abs(mp_ * sq * inv))
+    s_err = 4 * EPS * (np.abs(zp) + np.abs(zq))
+    # the node x itself is off by up to 2 eps |x| (its mapping): dt/dx = -(zp/sp - zq/sq)
+    x_err = 2 * EPS * np.abs(x) * np.abs(zp / sp_ - zq / sq)
+    t_err = (0.5 * (np.abs(d) * s_err + np.abs(s) * d_err + d_err * s_err) + 4 * EPS * (np.abs(0.5 * d * s) + abs(log_ratio))
+             + x_err)
+    return t, t_err
 
 
 class _Integrand:
@@ -156,6 +186,10 @@ class _Integrand:
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             t = logp - logq
             t_err = logp_err + logq_err + EPS * np.abs(t)
+            direct = _normal_log_ratio(self.p, self.q, point.x)
+            if direct is not None:
+                # the same t without subtracting two large log-densities: a near pair keeps its digits
+                t, t_err = np.where(direct[1] < t_err, direct[0], t), np.minimum(direct[1], t_err)
             m, e, err = evaluate(self.node, t, t_err)
             log_weight = logq + log_j + e
             weight = np.exp(log_weight)
@@ -206,7 +240,7 @@ def _tail(integrand, direction, peak_hint, decided=None, min_u=0.0):
     us = np.array(PROBE) * direction
     integrand(us)
     upper_all, lower_all, m = integrand.last_upper, integrand.last_lower, integrand.last_m
-    probe_u, upper, lower, signs = [], [], [], []
+    probe_u, upper, lower, signs, density_errors = [], [], [], [], []
     density_err = integrand.last_density_err
     for u, hi, lo, mm, d_err in zip(us, upper_all, lower_all, m, density_err):
         if np.isnan(hi) or hi == np.inf or not d_err <= MAX_DENSITY_ERROR:
@@ -215,6 +249,7 @@ def _tail(integrand, direction, peak_hint, decided=None, min_u=0.0):
         upper.append(max(hi, -1e300))  # -inf: exactly zero with zero error
         lower.append(lo)
         signs.append(np.sign(mm))
+        density_errors.append(float(d_err))
     if len(upper) < 4:
         raise ExactError("the integrand is not finite near the centre of the distribution")
     peak = max(peak_hint, max(upper))
@@ -225,12 +260,18 @@ def _tail(integrand, direction, peak_hint, decided=None, min_u=0.0):
             if (probe_u[j] >= min_u and upper[j] <= peak - TAIL_DROP
                     and all(b <= a for a, b in zip(later, later[1:]))):
                 chord = (upper[j + 1] - upper[j]) / (probe_u[j + 1] - probe_u[j])
-                slope = max(-chord, rate) if rate else -chord
+                # the slower of the observed and the asymptotic decay
+                slope = min(-chord, rate) if rate else -chord
                 bound = TAIL_SAFETY * math.exp(upper[j]) / slope if slope > 0 else math.inf
                 if math.isfinite(bound):
                     return _Tail(end=direction * probe_u[j], bound=bound, divergent=False, sign=signs[-1])
-        if rate:
-            return _Tail(end=direction * probe_u[-1], bound=0.0, divergent=False, sign=signs[-1], far=rate)
+        # not truncated in float64: the rest in mpmath (a faster than exponential decay
+        # is integrated as if at rate 1, which only spreads the nodes further out)
+        # mpmath from the last probe where the float64 log-densities are still accurate
+        # (further out their error reaches MAX_DENSITY_ERROR, and the integrand's with it)
+        accurate = [j for j, d in enumerate(density_errors) if d <= FAR_START_DENSITY_ERROR]
+        start = probe_u[accurate[-1]] if accurate else probe_u[0]
+        return _Tail(end=direction * start, bound=0.0, divergent=False, sign=signs[-1], far=rate or 1.0)
     s_up, k_up = _fit_slope(probe_u[-3:], upper[-3:])
     converges = s_up < -SLOPE_TOL or (abs(s_up) <= SLOPE_TOL and k_up < -2)
     if not converges:

@@ -159,7 +159,7 @@ def main():
     import multiprocessing
 
     jobs = int(sys.argv[sys.argv.index("--jobs") + 1]) if "--jobs" in sys.argv else 1
-    cells = CELLS
+    cells = CELLS[int(sys.argv[sys.argv.index("--from") + 1]):] if "--from" in sys.argv else CELLS
     if "--only" in sys.argv:  # a substring of p or q
         word = sys.argv[sys.argv.index("--only") + 1]
         cells = [c for c in CELLS if word in c[0] or word in c[1]]

@@ -16,7 +16,7 @@ from verify.cli import main
 from verify.crosscheck import unbiasedness_disagreements
 from verify.exact import (SWEEP_FAMILIES, closed_form_kl, kl_divergences, moments, parse_family,
                           sweep, sweep_moments)
-from verify.exact.moments import JSON_KEYS
+from verify.exact.moments import JSON_KEYS, VALUE_KEYS
 from verify.expression import as_expression
 
 REFERENCES = json.loads((Path(__file__).parent / "data" / "exact_references.json").read_text())
@@ -123,11 +123,15 @@ def test_bad_specs_are_usage_errors(spec):
     assert "\n" not in str(info.value)
 
 
-def test_mismatched_supports_are_usage_errors():
-    with pytest.raises(UsageError, match="same support"):
-        moments(_expr("k1"), parse_family("norm(0, 1)"), parse_family("gamma(2)"))
-    with pytest.raises(UsageError, match="same support"):
-        moments(_expr("k1"), parse_family("gamma(2, loc=1)"), parse_family("gamma(2)"))
+def test_different_supports_are_accepted_and_unsupported_overlaps_are_usage_errors():
+    # q on the real line, p on a half-line: q has mass 1/2 where r = 0
+    result = moments(_expr("k1"), parse_family("gamma(2)"), parse_family("norm(0, 1)"))
+    assert result.mean == math.inf and result.kl_qp == math.inf and math.isfinite(result.kl_pq)
+    assert result.q_mass_outside_p == pytest.approx(0.5, rel=1e-14)
+    with pytest.raises(UsageError, match="overlap"):
+        moments(_expr("k1"), parse_family("beta(2, 2)"), parse_family("gamma(2, loc=0.5)"))
+    with pytest.raises(UsageError):
+        moments(_expr("k1"), parse_family("poisson(2)"), parse_family("norm(0, 1)"))
 
 
 def test_infinite_variance_detected_by_tail_not_size():
@@ -149,11 +153,29 @@ def test_infinite_variance_detected_by_tail_not_size():
 def test_cli_json_keys_and_values(capsys):
     assert main(["moments", "k3", "--p", "norm(0, 2)", "--q", "norm(0, 1)", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert tuple(out) == ("schema_version", "kind") + JSON_KEYS
-    assert out["variance"] == "inf"
+    assert tuple(out)[:2] == ("schema_version", "kind")
+    assert set(JSON_KEYS) <= set(out)
+    for key in VALUE_KEYS:
+        assert key in out and key + "_abs_error" in out, key
+    assert out["variance"] == "inf" and "variance" in out["infinite"]
     assert out["estimator"] == "k3"
     assert out["kl_qp"] == pytest.approx(0.5 * (0.25 - 1 - math.log(0.25)), rel=1e-14)
     assert out["kl_pq"] == pytest.approx(0.5 * (4 - 1 - math.log(4)), rel=1e-14)
+
+
+def test_cli_several_estimators_text_with_bounds(capsys):
+    assert main(["moments", "k1,k3,k4", "--p", "t(2, 0, 1)", "--q", "norm(0, 1)"]) == 0
+    text = capsys.readouterr().out
+    for name in ("k1:", "k3:", "k4:"):
+        assert name in text
+    assert "KL(p||q)    = inf" in text  # infinite is an answer: exit 0
+    assert text.count("±") >= 3 * 6
+    assert main(["moments", "--all", "--p", "norm(0.1, 1)", "--q", "norm(0, 1)", "--json"]) == 0
+    objects = json.loads(capsys.readouterr().out)
+    assert {o["estimator"] for o in objects} == set(ESTIMATORS)
+    # an expression whose commas are inside brackets stays one estimator
+    assert main(["moments", "Min(r, 2),k1", "--p", "norm(0.1, 1)", "--q", "norm(0, 1)", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
 
 
 def test_cli_bad_input_exit_2(capsys):
@@ -201,3 +223,120 @@ def test_seed_table_is_bias_against_forward_kl():
         # ... and not against KL(q||p), which its samples x ~ q estimate
         assert abs(row["exact"]["relative_bias_qp"] - published) > 0.5
     assert rows["k1"]["exact"]["relative_bias_qp"] == pytest.approx(0, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------
+# issue 9: every case against tests/data/issue9_references.json
+# (made by scripts/make_issue9_references.py, mpmath, digits stated per literal)
+
+ISSUE9 = json.loads((Path(__file__).parent / "data" / "issue9_references.json").read_text())
+# Targets of issue 9: values to 1e-9 relative, variances to 1e-5 relative.
+ISSUE9_RTOL = 1e-9
+ISSUE9_VARIANCE_RTOL = 1e-5
+
+
+def _issue9_spec(spec, tmp_path):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_issue9_references.py"
+    module_spec = importlib.util.spec_from_file_location("_issue9_refs", script)
+    module = importlib.util.module_from_spec(module_spec)
+    import sys
+    sys.path.insert(0, str(script.parent))
+    try:
+        module_spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(script.parent))
+    arrays = {"VOCABULARY_P": lambda: module.vocabulary_pair()[0], "VOCABULARY_Q": lambda: module.vocabulary_pair()[1],
+              "BIG_P": lambda: module.big_vocabulary_pair()[0], "BIG_Q": lambda: module.big_vocabulary_pair()[1]}
+    if spec not in arrays:
+        return spec
+    path = tmp_path / f"{spec}.npy"
+    np.save(path, arrays[spec]())
+    return f"categorical(logits=@{path})"
+
+
+def _check_value(value, error, literal, rtol, what):
+    if literal["value"] == "inf":
+        assert value == math.inf, f"{what}: should be infinite ({literal['method']}), got {value!r}"
+        return
+    reference = float(literal["value"])
+    assert math.isfinite(value), f"{what}: got {value!r}, reference {reference!r}"
+    deviation = abs(value - reference)
+    assert deviation <= rtol * abs(reference), (
+        f"{what}: got {value!r}, reference {reference!r}, relative error {deviation / abs(reference):.3g} > {rtol}")
+    assert deviation <= error + abs(reference) * 10.0 ** (-literal["digits"] + 1), (
+        f"{what}: true error {deviation:.3g} exceeds the reported bound {error:.3g}")
+
+
+@pytest.mark.parametrize("cell", ISSUE9["cells"], ids=lambda c: f"item{c['item']}:{c['p'][:30]}|{c['q'][:30]}")
+def test_issue9_cells(cell, tmp_path):
+    p = parse_family(_issue9_spec(cell["p"], tmp_path))
+    q = parse_family(_issue9_spec(cell["q"], tmp_path))
+    names = set(cell.get("mean", {})) | set(cell.get("variance", {})) | set(cell.get("log10_variance", {})) or {"k1"}
+    for name in sorted(names):
+        result = moments(_expr(name), p, q)
+        if name in cell.get("mean", {}):
+            _check_value(result.mean, result.mean_abs_error, cell["mean"][name], ISSUE9_RTOL, f"{name} mean")
+        if name in cell.get("variance", {}):
+            _check_value(result.variance, result.variance_abs_error, cell["variance"][name],
+                         ISSUE9_VARIANCE_RTOL, f"{name} variance")
+        if name in cell.get("log10_variance", {}):
+            big = result.big("variance")
+            assert big is not None, f"{name}: the variance should be beyond float64, got {result.variance!r}"
+            log10, rel, _ = big
+            reference = float(cell["log10_variance"][name]["value"])
+            # 1e-5 relative on the variance is 4.3e-6 on its log10
+            assert abs(log10 - reference) <= math.log10(1 + ISSUE9_VARIANCE_RTOL)
+            assert abs(log10 - reference) <= math.log10(1 + rel) + 1e-9, "bound exceeded"
+            text = result.as_json(name)
+            assert isinstance(text["variance"], str) and "e+" in text["variance"]
+            assert "variance" not in text["infinite"]
+    for key in ("kl_qp", "kl_pq", "p_mass_outside_q"):
+        if key in cell:
+            _check_value(getattr(result, key), getattr(result, key + "_abs_error"), cell[key], ISSUE9_RTOL, key)
+
+
+def test_issue9_cli_answers_partially(capsys):
+    # KL(p||q) diverges logarithmically; the mean and KL(q||p) are still answers, exit 0
+    assert main(["moments", "k3", "--p", "t(2, 0, 1)", "--q", "norm(0, 1)", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kl_pq"] == "inf" and "kl_pq" in out["infinite"]
+    assert isinstance(out["mean"], float) and isinstance(out["kl_qp"], float)
+    assert main(["moments", "k3", "--p", "gamma(0.3, scale=2)", "--q", "gamma(0.5)"]) == 0
+    assert "infinite" in capsys.readouterr().out
+
+
+def test_growth_of_the_builtins():
+    from verify.exact.evaluate import compile_estimator
+    from verify.exact.tails import growth
+
+    def lead(name, direction):
+        series = growth(compile_estimator(_expr(name)), direction)
+        coef, key = series.terms[0]
+        return float(coef), tuple(float(x) for x in key)
+
+    assert lead("k3", 1) == (1.0, (1.0, 0.0, 0.0))      # e^t
+    assert lead("k3", -1) == (1.0, (0.0, 1.0, 0.0))     # |t|
+    assert lead("k4", 1) == (2.0, (0.0, 1.0, 0.0))      # 2 t
+    assert lead("k4", -1) == (pytest.approx(math.log(2)), (0.0, 0.0, 0.0))
+    assert lead("k2", 1) == (0.5, (0.0, 2.0, 0.0))
+    assert lead("kl_pq", 1) == (1.0, (1.0, 1.0, 0.0))   # t e^t
+    assert lead("k3_clamped", 1) == (10.0, (0.0, 0.0, 0.0))
+
+
+@pytest.mark.parametrize("p_spec,q_spec,estimator,finite", [
+    # E_q[r^2] for t(1.5) against t(2.9995): q r^2 ~ |x|^-1.0005, finite (decided by exponents)
+    ("t(1.5, 0, 1)", "t(2.9995, 0, 1)", "k3", True),
+    ("t(1.5, 0, 1)", "t(3.0005, 0, 1)", "k3", False),
+    ("norm(0, 1.4142)", "norm(0, 1)", "k3", True),
+    ("norm(0, 1.4143)", "norm(0, 1)", "k3", False),
+    ("gamma(0.3, scale=2)", "gamma(0.5)", "k3", False),
+    ("gamma(0.3, scale=1.9)", "gamma(0.5)", "k3", True),
+    ("beta(0.5, 1)", "beta(0.8, 1)", "k3", True),    # near 0: q r^2 ~ x^(2 (-0.5) + 0.2) = x^-0.8
+    ("beta(0.3, 1)", "beta(0.8, 1)", "k3", False),   # x^(2 (-0.7) + 0.2) = x^-1.2
+])
+def test_variance_finite_exactly_at_the_threshold(p_spec, q_spec, estimator, finite):
+    result = moments(_expr(estimator), parse_family(p_spec), parse_family(q_spec))
+    assert math.isfinite(result.mean)
+    assert math.isfinite(result.variance) is finite, result.variance

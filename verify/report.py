@@ -10,6 +10,7 @@ import json
 import math
 
 from verify.claims import DTYPES, FLOATING, SYMBOLIC
+from verify.report_truncation import truncation_section
 
 RANKING_KL = 0.5  # families are ranked at the sweep pair whose KL(q||p) is nearest this
 CLAIMS_DOC = "../docs/claims.md"  # the claims reference, relative to the report folder
@@ -91,7 +92,8 @@ def _index(results) -> str:
               "KL(q||p) is nearest 0.5 (exact moments; ∞ = infinite variance). Values within their error bounds "
               "of each other are ties (`=`); a value below its bound prints as 0 (± bound).", ""]
     lines += _ranking(results)
-    lines += ["", "## Pages", ""]
+    lines += [""] + truncation_section()
+    lines += ["## Pages", ""]
     lines += ["- [Which estimator to use](choosing.md)"]
     lines += [f"- [{name}]({name}.md): `{results['estimators'][name]['expression']}`" for name in names]
     lines += ["- [Reproductions of the published tables](reproductions.md)", ""]

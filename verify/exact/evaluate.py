@@ -176,7 +176,9 @@ def _exp_of(value, err_value, minus_one=False):
             err = growth * np.expm1(capped) + LIBM_ULPS * EPS * np.abs(m)
         return m, 0.0, err
     with np.errstate(over="ignore", invalid="ignore"):
-        small = np.abs(value) <= _FOLD  # beyond, exp(v) is kept as (1, v): no overflow, no underflow
+        # beyond, exp(v) is kept as (1, v): no overflow, no underflow; but expm1(v) for
+        # v < -_FOLD is -1 + exp(v), a plain number (keeping it as (1, v) dropped the -1)
+        small = (np.abs(value) <= _FOLD) | ((value < 0) & minus_one)
         v_small = np.where(small, value, 0.0)
         if minus_one:
             m = np.where(small, np.expm1(v_small), 1.0)

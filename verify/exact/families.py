@@ -24,7 +24,7 @@ from scipy import special
 
 from verify import UsageError
 
-__all__ = ["Family", "parse_family", "Point", "same_support", "FAMILY_NAMES"]
+__all__ = ["Family", "parse_family", "Point", "same_support", "common_support", "mass_outside", "cdf", "FAMILY_NAMES"]
 
 EPS = float(np.finfo(np.float64).eps)
 # Ulps of the term magnitudes allowed for a log-density: each term is a handful of
@@ -52,6 +52,7 @@ class Point:
     log_x: np.ndarray | None = None
     log_1mx: np.ndarray | None = None
     u: np.ndarray | None = None
+    base: float | None = None  # the half-line's base that y is measured from
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +66,8 @@ class Family:
     components: tuple = ()
     weights: tuple = ()
     logits: np.ndarray | None = field(default=None, repr=False)
+    # a categorical restricted to part of its vocabulary keeps the full normalizer
+    log_normalizer: float | None = None
 
     @property
     def discrete(self) -> bool:
@@ -109,12 +112,20 @@ class Family:
             if n == "gamma":
                 a, scale = P["a"], P["scale"]
                 log_scale = math.log(scale)
-                y_scaled = point.y / scale
-                value = (a - 1) * (point.log_y - log_scale) - y_scaled - special.gammaln(a) - log_scale
-                size = (abs(a - 1) * (np.abs(point.log_y) + abs(log_scale)) + y_scaled
+                if point.y is not None and point.base == P["loc"]:
+                    y, log_y, coord_err = point.y, point.log_y, 0.0
+                else:
+                    # on another family's support (inside this one's): y from x, away from the base
+                    y = point.x - P["loc"]
+                    y = np.where(y > 0, y, np.nan)
+                    log_y = np.log(y)
+                    coord_err = (np.abs(point.x) + abs(P["loc"])) / y * EPS * abs(a - 1)
+                y_scaled = y / scale
+                value = (a - 1) * (log_y - log_scale) - y_scaled - special.gammaln(a) - log_scale
+                size = (abs(a - 1) * (np.abs(log_y) + abs(log_scale)) + y_scaled
                         + abs(special.gammaln(a)) + abs(log_scale)
-                        + (abs(a - 1) + y_scaled) * (1 + np.abs(point.log_y)) + 1)
-                return value, ERROR_ULPS * EPS * size
+                        + (abs(a - 1) + y_scaled) * (1 + np.abs(log_y)) + 1)
+                return value, ERROR_ULPS * EPS * size + coord_err
             if n == "beta":
                 a, b = P["a"], P["b"]
                 betaln = special.betaln(a, b)
@@ -151,10 +162,12 @@ class Family:
             if cached is not None and cached[0] is self.logits:
                 return cached[1]
             logits = self.logits
-            normalizer = special.logsumexp(logits)
+            finite = np.isfinite(logits)
+            normalizer = (self.log_normalizer if self.log_normalizer is not None
+                          else special.logsumexp(logits[finite]))
             value = logits - normalizer
-            size = np.abs(logits) + abs(normalizer) + math.log(len(logits)) + 1
-            result = (value, ERROR_ULPS * EPS * size)
+            size = np.where(finite, np.abs(logits), 0.0) + abs(normalizer) + math.log(len(logits)) + 1
+            result = (value, np.where(finite, ERROR_ULPS * EPS * size, 0.0))
             object.__setattr__(self, "_log_probabilities", (logits, result))  # a cache, not state
             return result
         raise AssertionError(self.name)
@@ -175,13 +188,82 @@ class Family:
         return []
 
 
+def _interval(support):
+    if support == "real":
+        return (-math.inf, math.inf)
+    if support == "unit":
+        return (0.0, 1.0)
+    if support.startswith("halfline"):
+        return (float(support[len("halfline("):-1]), math.inf)
+    return None
+
+
+def _support_of(interval):
+    lo, hi = interval
+    if lo == -math.inf and hi == math.inf:
+        return "real"
+    if hi == math.inf:
+        return f"halfline({_fmt(lo)})"
+    if (lo, hi) == (0.0, 1.0):
+        return "unit"
+    return None
+
+
+def common_support(p: Family, q: Family):
+    """The support the pair is integrated or summed over (where both can be positive), or
+    None when it is empty; UsageError for pairs the engine cannot take."""
+    if p.discrete or q.discrete:
+        if p.support != q.support:
+            raise UsageError(
+                f"p and q must both be poisson or both categoricals of one size (p: {p.spec} on {p.support}; "
+                f"q: {q.spec} on {q.support})")
+        return p.support
+    a, b = _interval(p.support), _interval(q.support)
+    lo, hi = max(a[0], b[0]), min(a[1], b[1])
+    if lo >= hi:
+        return None
+    support = _support_of((lo, hi))
+    if support is None:
+        raise UsageError(f"the supports of p ({p.spec}) and q ({q.spec}) overlap on ({lo!r}, {hi!r}), "
+                         "which the engine does not integrate over (only the real line, a half-line or (0, 1))")
+    return support
+
+
 def same_support(p: Family, q: Family) -> None:
-    """UsageError unless p and q live on the same support (the pairs the engine accepts)."""
-    if p.support != q.support:
-        raise UsageError(
-            f"p and q must have the same support (p: {p.spec} on {p.support}; q: {q.spec} on {q.support}); "
-            "accepted: two families on the real line (norm, laplace, t, mixtures of them), two on the same "
-            "half-line (gamma with one loc), two on (0, 1) (beta), two poisson, or two categoricals of one size")
+    """UsageError for a pair the engine cannot take (kept for callers; supports may differ)."""
+    common_support(p, q)
+
+
+def cdf(family: Family, x: float) -> float:
+    """P(X <= x) for a continuous family (scipy.special; within ~1e-15 relative)."""
+    n, P = family.name, family.params
+    if n == "mixture":
+        return math.fsum(w * cdf(c, x) for w, c in zip(family.weights, family.components))
+    if math.isinf(x):
+        return 0.0 if x < 0 else 1.0
+    if n == "norm":
+        return float(special.ndtr((x - P["loc"]) / P["scale"]))
+    if n == "laplace":
+        z = (x - P["loc"]) / P["scale"]
+        return 0.5 * math.exp(z) if z < 0 else 1 - 0.5 * math.exp(-z)
+    if n == "t":
+        return float(special.stdtr(P["df"], (x - P["loc"]) / P["scale"]))
+    if n == "gamma":
+        return float(special.gammainc(P["a"], max(x - P["loc"], 0.0) / P["scale"]))
+    if n == "beta":
+        return float(special.betainc(P["a"], P["b"], min(max(x, 0.0), 1.0)))
+    raise ValueError(n)
+
+
+def mass_outside(family: Family, support) -> float:
+    """The family's probability outside ``support`` (None: everywhere)."""
+    if support is None:
+        return 1.0
+    lo, hi = _interval(support)
+    own_lo, own_hi = _interval(family.support)
+    below = cdf(family, lo) if lo > own_lo else 0.0
+    above = 1.0 - cdf(family, hi) if hi < own_hi else 0.0
+    return below + above
 
 
 # ------------------------------------------------------------------------------------
@@ -206,10 +288,12 @@ def _fail(message):
     raise UsageError(f"bad distribution spec: {message}")
 
 
-def _number(node):
+def _number(node, allow_minus_inf=False):
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _number(node.operand)
+        value = _number(node.operand, allow_minus_inf)
         return -value if isinstance(node.op, ast.USub) else value
+    if allow_minus_inf and isinstance(node, ast.Name) and node.id == "inf":
+        return math.inf
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
         value = float(node.value)
         if not math.isfinite(value):
@@ -218,14 +302,14 @@ def _number(node):
     _fail(f"expected a number, got {ast.unparse(node)[:40]!r}")
 
 
-def _number_list(node, what):
+def _number_list(node, what, allow_minus_inf=False):
     if not isinstance(node, (ast.List, ast.Tuple)):
         _fail(f"{what} must be a list of numbers")
     if len(node.elts) > MAX_LIST:
         _fail(f"{what} has more than {MAX_LIST} entries (use logits=@file.npy)")
     if not node.elts:
         _fail(f"{what} is empty")
-    return [_number(e) for e in node.elts]
+    return [_number(e, allow_minus_inf) for e in node.elts]
 
 
 def _load_logits(path_text):
@@ -281,12 +365,15 @@ def _build(node, depth, files) -> Family:
             logits = _load_logits(path_text)
             shown = f"@{path_text}"
         else:
-            logits = np.array(_number_list(value, "logits"), dtype=np.float64)
+            logits = np.array(_number_list(value, "logits", allow_minus_inf=True), dtype=np.float64)
             shown = "[" + ", ".join(_fmt(v) for v in logits) + "]"
-        if not np.all(np.isfinite(logits)):
-            _fail("logits must be finite (drop impossible tokens instead of giving -inf)")
-        if np.ptp(logits) > 700:
-            _fail("logits span more than 700 nats: probabilities below 1e-304 are not supported")
+        if np.any(np.isnan(logits)) or np.any(logits == np.inf):
+            _fail("logits must be finite numbers or -inf (an impossible token)")
+        finite = logits[np.isfinite(logits)]
+        if finite.size == 0:
+            _fail("at least one logit must be finite")
+        if np.ptp(finite) > 700:
+            _fail("finite logits span more than 700 nats: probabilities below 1e-304 are not supported")
         return Family("categorical", {}, f"categorical(logits={shown})", f"categorical({logits.size})",
                       logits=logits)
 

@@ -6,11 +6,13 @@ every family becomes at worst an exponential in u, and endpoint singularities of
 gamma and beta densities become smooth exponential tails.  The integrand is formed
 in log space: exp(log q + log J + e) * m with f = m e^e.
 
-Tails: the log-integrand h(u) = log|q J f| is probed on a geometric ladder out to
-|u| = 512.  Its asymptotic slope decides convergence (slope < 0: converges; > 0:
-diverges; the borderline is decided by the power of u), never the size of a
-quadrature sum.  The integral is truncated where h has fallen ``TAIL_DROP`` nats below
-its peak, and the tail beyond is bounded by exp(h) / |slope| times a safety factor.
+Tails: whether a tail converges is decided by verify.exact.tails from the families'
+tail exponents and the estimator's growth (not from the integrand's slope).  A
+convergent tail is truncated where log|integrand| has fallen ``TAIL_DROP`` nats below
+its peak beyond every breakpoint, the rest bounded by exp(h) / slope times a safety
+factor; where float64 cannot get there (uncertain log-densities, slow power-law decay)
+the rest is integrated in mpmath (verify.exact.highprec).  Only an estimator whose growth
+the analysis cannot follow falls back on the slopes along a ladder of probes.
 
 Error: |G21 - G10| per interval (the 21-point rule is far more accurate than the
 10-point rule it is compared with), plus the propagated rounding bound of every node
@@ -44,6 +46,8 @@ MAX_INTERVALS = 20_000
 # The ladder stops where the log-densities themselves are uncertain by this many nats
 # (far out, log p - log q is the difference of two huge numbers and carries no information).
 MAX_DENSITY_ERROR = 0.1
+# A tail integrated in mpmath starts where the float64 log-densities are this accurate.
+FAR_START_DENSITY_ERROR = 1e-12
 PROBE = tuple(2.0 ** (k / 4) for k in range(-4, 37))  # 0.5 .. 512
 _G10 = np.polynomial.legendre.leggauss(10)
 _G21 = np.polynomial.legendre.leggauss(21)
@@ -57,19 +61,35 @@ class ExactError(Exception):
 class Integral:
     value: float  # may be +-inf (divergent) or nan (divergent both ways)
     error: float  # absolute error bound (0 for an infinite value)
+    # beyond float64: value is +-inf, the true value is sign * 10**log10 within a factor
+    # (1 +- rel_error); log10 is None for an ordinary float value
+    log10: float | None = None
+    rel_error: float = 0.0
 
     @property
     def finite(self) -> bool:
-        return math.isfinite(self.value)
+        return math.isfinite(self.value) or self.log10 is not None
+
+    @property
+    def beyond_float(self) -> bool:
+        return self.log10 is not None
 
 
 # ----------------------------------------------------------------------------------
 # mappings of a support onto the whole line
 
 
+# Breakpoints at a component's location plus and minus these multiples of its scale: a
+# narrow component far from q's centre is a sliver in u, which an interval's nodes
+# would step over; its mass is where these breakpoints are.
+_SPREAD = (0.5, 1, 2, 4, 8, 16, 40)
+
+
 class _Mapping:
     def __init__(self, p: Family, q: Family):
-        self.support = q.support
+        from verify.exact.families import common_support
+
+        self.support = common_support(p, q)
         places = p.locations() + q.locations()
         self.width = min(s for _, s in places)
         if self.support == "real":
@@ -81,7 +101,7 @@ class _Mapping:
         elif self.support.startswith("halfline"):
             self.base = float(self.support[len("halfline("):-1])
         self.breaks = sorted({round(self.to_u(x), 12) for loc, s in places
-                              for x in (loc - 4 * s, loc - s, loc, loc + s, loc + 4 * s)
+                              for x in [loc] + [loc + sign * k * s for sign in (-1, 1) for k in _SPREAD]
                               if self.inside(x)})
 
     def inside(self, x):
@@ -97,6 +117,19 @@ class _Mapping:
         if self.support == "unit":
             return math.log(x) - math.log1p(-x)
         return math.log((x - self.base) / self.width)
+
+    def point_mp(self, u):
+        """(x, log Jacobian dx/du) in mpmath at the current precision."""
+        import mpmath as mp
+
+        if self.support == "real":
+            x = mp.mpf(self.center) + mp.mpf(self.width) * mp.sinh(u)
+            return x, mp.log(mp.mpf(self.width) * mp.cosh(u))
+        if self.support == "unit":
+            x = 1 / (1 + mp.exp(-u))
+            return x, mp.log(x) + mp.log1p(-x)
+        log_y = mp.log(mp.mpf(self.width)) + u
+        return mp.mpf(self.base) + mp.exp(log_y), log_y
 
     def point(self, u):
         """(Point, log Jacobian dx/du, its error bound)."""
@@ -114,7 +147,31 @@ class _Mapping:
                         4 * EPS * (np.abs(log_x) + np.abs(log_1mx) + 1))
             log_y = math.log(self.width) + u
             y = np.exp(log_y)
-            return Point(x=self.base + y, y=y, log_y=log_y, u=u), log_y, 4 * EPS * (np.abs(log_y) + 1)
+            return Point(x=self.base + y, y=y, log_y=log_y, u=u, base=self.base), log_y, 4 * EPS * (np.abs(log_y) + 1)
+
+
+def _normal_log_ratio(p, q, x):
+    """(t, error bound) for two normals, t = -(zp - zq)(zp + zq)/2 - log(sp/sq) with
+    zp - zq formed from the parameters (no cancellation when p is near q); else None."""
+    if p.name != "norm" or q.name != "norm":
+        return None
+    mp_, sp_ = p.params["loc"], p.params["scale"]
+    mq, sq = q.params["loc"], q.params["scale"]
+    inv = 1.0 / (sp_ * sq)
+    slope = (sq - sp_) * inv
+    offset = (mq * sp_ - mp_ * sq) * inv
+    zp, zq = (x - mp_) / sp_, (x - mq) / sq
+    d = x * slope + offset
+    s = zp + zq
+    log_ratio = math.log(sp_) - math.log(sq)
+    t = -0.5 * d * s - log_ratio
+    d_err = 8 * EPS * (np.abs(x) * abs(slope) + abs(mq * sp_ * inv) + abs(mp_ * sq * inv))
+    s_err = 4 * EPS * (np.abs(zp) + np.abs(zq))
+    # the node x itself is off by up to 2 eps |x| (its mapping): dt/dx = -(zp/sp - zq/sq)
+    x_err = 2 * EPS * np.abs(x) * np.abs(zp / sp_ - zq / sq)
+    t_err = (0.5 * (np.abs(d) * s_err + np.abs(s) * d_err + d_err * s_err) + 4 * EPS * (np.abs(0.5 * d * s) + abs(log_ratio))
+             + x_err)
+    return t, t_err
 
 
 class _Integrand:
@@ -129,6 +186,10 @@ class _Integrand:
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             t = logp - logq
             t_err = logp_err + logq_err + EPS * np.abs(t)
+            direct = _normal_log_ratio(self.p, self.q, point.x)
+            if direct is not None:
+                # the same t without subtracting two large log-densities: a near pair keeps its digits
+                t, t_err = np.where(direct[1] < t_err, direct[0], t), np.minimum(direct[1], t_err)
             m, e, err = evaluate(self.node, t, t_err)
             log_weight = logq + log_j + e
             weight = np.exp(log_weight)
@@ -154,6 +215,7 @@ class _Tail:
     bound: float      # bound on |integral beyond end|
     divergent: bool
     sign: float       # sign of the integrand far out (for a divergent tail)
+    far: float = 0.0  # > 0: integrate beyond ``end`` in mpmath, the integrand decaying like exp(-far |u|)
 
 
 def _fit_slope(us, hs):
@@ -163,17 +225,22 @@ def _fit_slope(us, hs):
     return s, k
 
 
-def _tail(integrand, direction, peak_hint):
-    """Convergence and truncation of one tail, from bounds on log|integrand| along a ladder.
+def _tail(integrand, direction, peak_hint, decided=None, min_u=0.0):
+    """Truncation of one tail, from bounds on log|integrand| along a ladder.
 
-    Convergence is read from the upper bound log(|g| + error) (the true integrand is
-    below it), divergence from the lower bound log(|g| - error); when neither settles
-    the question the answer is an ExactError, not a guess.
+    ``decided``: None, or the tail analysis' ("finite", rate) (verify.exact.tails; rate
+    is the exponential decay of the integrand in u where known).  A decided tail is
+    truncated where the bound has fallen TAIL_DROP below the peak beyond every
+    breakpoint (``min_u``); where the float64 ladder cannot get there (log-densities too
+    uncertain, or a slow power-law decay) the rest is integrated in mpmath
+    (verify.exact.highprec).  Undecided tails (an expression the analysis cannot follow)
+    fall back on the ladder's slopes: convergence read from the upper bound, divergence
+    from the lower bound, and an ExactError when neither settles it.
     """
     us = np.array(PROBE) * direction
     integrand(us)
     upper_all, lower_all, m = integrand.last_upper, integrand.last_lower, integrand.last_m
-    probe_u, upper, lower, signs = [], [], [], []
+    probe_u, upper, lower, signs, density_errors = [], [], [], [], []
     density_err = integrand.last_density_err
     for u, hi, lo, mm, d_err in zip(us, upper_all, lower_all, m, density_err):
         if np.isnan(hi) or hi == np.inf or not d_err <= MAX_DENSITY_ERROR:
@@ -182,14 +249,34 @@ def _tail(integrand, direction, peak_hint):
         upper.append(max(hi, -1e300))  # -inf: exactly zero with zero error
         lower.append(lo)
         signs.append(np.sign(mm))
+        density_errors.append(float(d_err))
     if len(upper) < 4:
         raise ExactError("the integrand is not finite near the centre of the distribution")
     peak = max(peak_hint, max(upper))
+    if decided is not None:
+        rate = decided[1]
+        for j in range(len(upper) - 1):
+            later = upper[j:]
+            if (probe_u[j] >= min_u and upper[j] <= peak - TAIL_DROP
+                    and all(b <= a for a, b in zip(later, later[1:]))):
+                chord = (upper[j + 1] - upper[j]) / (probe_u[j + 1] - probe_u[j])
+                # the slower of the observed and the asymptotic decay
+                slope = min(-chord, rate) if rate else -chord
+                bound = TAIL_SAFETY * math.exp(upper[j]) / slope if slope > 0 else math.inf
+                if math.isfinite(bound):
+                    return _Tail(end=direction * probe_u[j], bound=bound, divergent=False, sign=signs[-1])
+        # not truncated in float64: the rest in mpmath (a faster than exponential decay
+        # is integrated as if at rate 1, which only spreads the nodes further out)
+        # mpmath from the last probe where the float64 log-densities are still accurate
+        # (further out their error reaches MAX_DENSITY_ERROR, and the integrand's with it)
+        accurate = [j for j, d in enumerate(density_errors) if d <= FAR_START_DENSITY_ERROR]
+        start = probe_u[accurate[-1]] if accurate else probe_u[0]
+        return _Tail(end=direction * start, bound=0.0, divergent=False, sign=signs[-1], far=rate or 1.0)
     s_up, k_up = _fit_slope(probe_u[-3:], upper[-3:])
     converges = s_up < -SLOPE_TOL or (abs(s_up) <= SLOPE_TOL and k_up < -2)
     if not converges:
         known = [j for j, value in enumerate(lower) if np.isfinite(value)]
-        if len(known) >= 3:
+        if len(known) >= 3 and decided is None:
             # the farthest probes whose lower bound is still informative
             s_lo, k_lo = _fit_slope([probe_u[j] for j in known[-3:]], [lower[j] for j in known[-3:]])
             if s_lo > SLOPE_TOL or (abs(s_lo) <= SLOPE_TOL and k_lo >= -0.5):
@@ -198,7 +285,7 @@ def _tail(integrand, direction, peak_hint):
     # first probe where the bound is TAIL_DROP below the peak and falls at every later probe
     for j in range(len(upper) - 1):
         later = upper[j:]
-        if upper[j] <= peak - TAIL_DROP and all(b <= a for a, b in zip(later, later[1:])):
+        if probe_u[j] >= min_u and upper[j] <= peak - TAIL_DROP and all(b <= a for a, b in zip(later, later[1:])):
             chord = (upper[j + 1] - upper[j]) / (probe_u[j + 1] - probe_u[j])
             rate = min(-chord, -s_up) if s_up < 0 else -chord
             bound = TAIL_SAFETY * math.exp(upper[j]) / rate if rate > 0 else math.inf
@@ -301,14 +388,27 @@ def _kinks(integrand, switch_nodes, points):
     return roots
 
 
+def _u_direction(end):
+    """+1 when the end of the support is reached as u -> +inf, -1 for u -> -inf."""
+    if end[0] == "inf":
+        return end[1]
+    return -end[2]
+
+
 def _continuous(p, q, node):
+    from verify.exact import tails
+
     mapping = _Mapping(p, q)
     integrand = _Integrand(p, q, node, mapping)
+    decisions = {_u_direction(e): d for e, d in tails.decide(p, q, node, mapping.support).items()}
+    infinite = {float(d[1]) for d in decisions.values() if d is not None and d[0] == "infinite"}
+    if infinite:
+        return Integral(math.inf * infinite.pop(), 0.0) if len(infinite) == 1 else Integral(math.nan, 0.0)
     centre = np.array(mapping.breaks + [0.0])
     _, _, h_centre, _ = integrand(centre)
     peak_hint = float(np.max(h_centre[np.isfinite(h_centre)])) if np.any(np.isfinite(h_centre)) else -1e300
-    right = _tail(integrand, 1.0, peak_hint)
-    left = _tail(integrand, -1.0, peak_hint)
+    right = _tail(integrand, 1.0, peak_hint, decisions.get(1), max([b for b in mapping.breaks if b > 0], default=0.0))
+    left = _tail(integrand, -1.0, peak_hint, decisions.get(-1), max([-b for b in mapping.breaks if b < 0], default=0.0))
     if right.divergent or left.divergent:
         signs = {float(t.sign) for t in (right, left) if t.divergent}
         if len(signs) == 1 and signs != {0.0}:
@@ -322,11 +422,29 @@ def _continuous(p, q, node):
     kinks = _kinks(integrand, switches(node), points)
     points = sorted(set(points) | set(kinks))
     value, error = _adaptive(integrand, points)
-    return Integral(value, error + left.bound + right.bound)
+    value_parts, error = [value], error + left.bound + right.bound
+    for tail, direction in ((right, 1.0), (left, -1.0)):
+        if tail.far:
+            from verify.exact.highprec import tail_integral
+
+            far_breaks = [abs(b) for b in mapping.breaks if b * direction > abs(tail.end)]
+            far_value, far_error = tail_integral(p, q, node, mapping, tail.end, direction, tail.far, far_breaks)
+            value_parts.append(far_value)
+            error += far_error
+    return Integral(math.fsum(value_parts), error + EPS * sum(abs(v) for v in value_parts))
 
 
 # ----------------------------------------------------------------------------------
 # exact sums
+
+
+class _Terms(tuple):
+    """(terms, term_err, log_abs, m) unpacks as before; .relative is each term's relative error."""
+
+    def __new__(cls, terms, term_err, log_abs, m, relative):
+        self = super().__new__(cls, (terms, term_err, log_abs, m))
+        self.relative = relative
+        return self
 
 
 def _sum_terms(logp, logp_err, logq, logq_err, node):
@@ -338,9 +456,12 @@ def _sum_terms(logp, logp_err, logq, logq_err, node):
         weight = np.exp(log_weight)
         terms = m * weight
         w_err = logq_err + 2 * EPS * (np.abs(logq) + np.abs(e))
-        term_err = weight * (err + np.abs(m) * np.expm1(np.minimum(w_err, 700.0)))
+        relative = err + np.abs(m) * np.expm1(np.minimum(w_err, 700.0))
+        term_err = weight * relative
         log_abs = log_weight + np.log(np.abs(m))
-    return terms, term_err, log_abs, m
+        # relative error of each term, finite even where the term overflows
+        relative = relative / np.abs(m)
+    return _Terms(terms, term_err, log_abs, m, relative)
 
 
 def _sum(terms, term_err):
@@ -355,13 +476,37 @@ def _sum(terms, term_err):
 def _categorical(p, q, node):
     logp, logp_err = p.logpmf()
     logq, logq_err = q.logpmf()
-    terms, term_err, _, _ = _sum_terms(logp, logp_err, logq, logq_err, node)
+    parts = _sum_terms(logp, logp_err, logq, logq_err, node)
+    terms, term_err, log_abs, m = parts
     if not np.all(np.isfinite(terms)):
-        raise ExactError("a term of the exact sum is not finite")
+        return _log_space_sum(log_abs, m, parts.relative)
     # summed by blocks as in categorical_mean_and_variance: the same f gives the same mean
     value = _checked_fsum([float(np.sum(terms[block])) for block in _blocks(terms.size)])
     error = float(np.sum(term_err)) + _sum_levels(terms.size) * EPS * float(np.sum(np.abs(terms)))
     return Integral(value, error)
+
+
+def _log_space_sum(log_abs, m, relative):
+    """A sum whose terms overflow float64, in log space: every term's log-magnitude is
+    finite, the terms have one sign (no cancellation: a variance, or k3's terms), and the
+    relative error is the largest relative error of a term plus the summation's."""
+    from scipy.special import logsumexp
+
+    if np.any(np.isnan(log_abs)) or np.any(log_abs == np.inf):
+        raise ExactError("a term of the exact sum is not finite")
+    live = np.isfinite(log_abs)
+    signs = np.sign(m[live])
+    if signs.size == 0:
+        return Integral(0.0, 0.0)
+    if np.any(signs != signs[0]):
+        raise ExactError("a sum beyond the float64 range has terms of both signs")
+    total = float(logsumexp(log_abs[live]))
+    rel = relative[live]
+    if not np.all(np.isfinite(rel)):
+        raise ExactError("a term of the exact sum has no error bound")
+    # exp of a log-magnitude known to within d is known to relative expm1(d)
+    rel_error = float(np.max(rel)) + (math.log2(max(int(live.sum()), 2)) + 4) * EPS * (1 + abs(total))
+    return Integral(math.inf * float(signs[0]), 0.0, log10=total / math.log(10), rel_error=rel_error)
 
 
 def _pair_arrays(p, q):
@@ -489,32 +634,98 @@ def _checked_fsum(sums) -> float:
     return math.fsum(sums)
 
 
+def _poisson_peak(p, q, node):
+    """Where the terms q_k |f| peak: f grows like e^(a t) |t|^b with t linear in k (slope
+    log(mu_p / mu_q)), so q_k e^(a t) is a Poisson weight of mean mu_q (mu_p/mu_q)^a."""
+    from verify.exact import tails
+
+    mu_p, mu_q = p.params["mu"], q.params["mu"]
+    direction = 1 if mu_p > mu_q else -1
+    series = tails.growth(node, direction)
+    a = 0.0
+    if series is not None and not isinstance(series, str) and series.terms:
+        a = max(float(series.terms[0][1][0]), 0.0)
+    log_mu = math.log(mu_q) + a * (math.log(mu_p) - math.log(mu_q))
+    return max(mu_p, mu_q, math.exp(min(log_mu, math.log(1e9))))
+
+
+# The Poisson sum runs over the counts where the terms are within WINDOW_DROP nats of
+# their peak (found on a grid of GRID points); each term left out is below
+# exp(peak - WINDOW_DROP + WINDOW_SLACK), the slack covering the change between grid points.
+GRID = 4097
+WINDOW_DROP = TAIL_DROP
+WINDOW_SLACK = 20.0
+
+
+def _poisson_terms(p, q, node, k):
+    logp, logp_err = p.logpmf(k)
+    logq, logq_err = q.logpmf(k)
+    return _sum_terms(logp, logp_err, logq, logq_err, node)
+
+
 def _poisson(p, q, node):
-    mu = max(p.params["mu"], q.params["mu"])
-    count = int(math.ceil(mu + 30 * math.sqrt(mu) + 60))
+    mu = _poisson_peak(p, q, node)
+    count = int(math.ceil(mu + 40 * math.sqrt(mu) + 100))
     while True:
-        k = np.arange(count + 1, dtype=np.float64)
-        logp, logp_err = p.logpmf(k)
-        logq, logq_err = q.logpmf(k)
-        terms, term_err, log_abs, m = _sum_terms(logp, logp_err, logq, logq_err, node)
-        finite = log_abs[np.isfinite(log_abs) | (log_abs == -np.inf)]
-        if np.isnan(log_abs[-1]) or log_abs[-1] == np.inf:
-            return Integral(math.inf * float(np.sign(m[np.isfinite(m)][-1])), 0.0)
-        h = np.maximum(log_abs, -1e300)
-        peak = float(np.max(finite))
-        last = h[-8:]
+        grid = np.unique(np.concatenate([np.round(np.linspace(0, count, GRID)),
+                                         np.arange(max(count - 7, 0), count + 1)]))
+        terms, term_err, log_abs, m = _poisson_terms(p, q, node, grid)
+        bad = np.isnan(log_abs) | (log_abs == np.inf)
+        if np.any(bad):
+            return Integral(math.inf * (float(np.sign(m[np.argmax(bad)])) or 1.0), 0.0)
+        peak = float(np.max(log_abs))
+        last = np.maximum(log_abs[-8:], -1e300)
         ratios = np.diff(last)
-        if h[-1] <= peak - TAIL_DROP and np.all(ratios < math.log(0.5)):
+        if last[-1] <= peak - TAIL_DROP and np.all(ratios < math.log(0.5)):
             # later ratios shrink (the k! of q wins over any growth of f in t, linear in k)
             rho = math.exp(float(ratios[-1]))
-            bound = TAIL_SAFETY * math.exp(float(h[-1])) * rho / (1 - rho)
-            value, error = _sum(terms, term_err)
-            return Integral(value, error + bound)
+            tail = TAIL_SAFETY * math.exp(float(last[-1]) - peak) * rho / (1 - rho)  # relative to the peak term
+            spacing = int(math.ceil(count / (GRID - 1))) + 1
+            kept = grid[log_abs >= peak - WINDOW_DROP]
+            lo, hi = int(max(0, kept.min() - spacing)), int(min(count, kept.max() + spacing))
+            left_out = (count + 1) - (hi - lo + 1)
+            left_out_rel = left_out * math.exp(-WINDOW_DROP + WINDOW_SLACK) + tail
+            return _poisson_window(p, q, node, lo, hi, peak, left_out_rel)
         if count > 50_000_000:
-            if np.all(np.diff(h[-8:]) > 0):
+            if np.all(ratios > 0):
                 return Integral(math.inf * float(np.sign(m[-1])), 0.0)
             raise ExactError("the poisson sum does not settle within 5e7 terms")
         count *= 4
+
+
+def _poisson_window(p, q, node, lo, hi, peak, left_out_rel, chunk=1_000_000):
+    """The sum over counts lo..hi, in float64 or, when the terms overflow, in log space;
+    plus a bound of left_out_rel times the peak term for everything left out."""
+    from scipy.special import logsumexp
+
+    sums, errors, magnitudes = [], 0.0, 0.0
+    logs, rel_bound, signs = [], 0.0, set()
+    overflow = False
+    for start in range(lo, hi + 1, chunk):
+        k = np.arange(start, min(hi + 1, start + chunk), dtype=np.float64)
+        parts = _poisson_terms(p, q, node, k)
+        terms, term_err, log_abs, m = parts
+        if not np.all(np.isfinite(terms)):
+            overflow = True
+        if not overflow:
+            sums.append(float(np.sum(terms)))
+            errors += float(np.sum(term_err))
+            magnitudes += float(np.sum(np.abs(terms)))
+        live = np.isfinite(log_abs)
+        if np.any(live):
+            logs.append(float(logsumexp(log_abs[live])))
+            rel_bound = max(rel_bound, float(np.max(parts.relative[live])))
+            signs |= set(np.sign(m[live]).tolist())
+    if not overflow:
+        value = _checked_fsum(sums)
+        levels = math.ceil(math.log2(max(hi - lo + 1, 2))) + 2
+        return Integral(value, errors + levels * EPS * magnitudes + left_out_rel * math.exp(peak))
+    signs.discard(0.0)
+    if len(signs) != 1 or not math.isfinite(rel_bound):
+        raise ExactError("a sum beyond the float64 range has terms of both signs")
+    total = float(logsumexp(logs))
+    rel_error = rel_bound + (math.log2(hi - lo + 2) + 4) * EPS * (1 + abs(total)) + left_out_rel * math.exp(peak - total)
+    return Integral(math.inf * signs.pop(), 0.0, log10=total / math.log(10), rel_error=rel_error)
 
 
 def expectation(p: Family, q: Family, node: Node) -> Integral:

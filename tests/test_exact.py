@@ -171,11 +171,12 @@ def test_cli_several_estimators_text_with_bounds(capsys):
     assert "KL(p||q)    = inf" in text  # infinite is an answer: exit 0
     assert text.count("±") >= 3 * 6
     assert main(["moments", "--all", "--p", "norm(0.1, 1)", "--q", "norm(0, 1)", "--json"]) == 0
-    objects = json.loads(capsys.readouterr().out)
-    assert {o["estimator"] for o in objects} == set(ESTIMATORS)
+    document = json.loads(capsys.readouterr().out)
+    assert document["kind"] == "moments" and "schema_version" in document
+    assert {o["estimator"] for o in document["items"]} == set(ESTIMATORS)
     # an expression whose commas are inside brackets stays one estimator
     assert main(["moments", "Min(r, 2),k1", "--p", "norm(0.1, 1)", "--q", "norm(0, 1)", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert len(json.loads(capsys.readouterr().out)["items"]) == 2
 
 
 def test_cli_bad_input_exit_2(capsys):

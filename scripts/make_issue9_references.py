@@ -29,8 +29,15 @@ KEPT_DIGITS = 30
 F = {
     "k1": lambda t: -t,
     "k3": lambda t: mp.expm1(t) - t,
-    "k4": lambda t: mp.log1p(mp.expm1(t) ** 2),
+    "k4": lambda t: _k4(t),
 }
+
+
+def _k4(t):
+    """log((r - 1)^2 + 1); for t > 1000, 2 t + log1p(-2 e^-t + 2 e^-2t) (no exp of a huge t)."""
+    if t > 1000:
+        return 2 * t + mp.log1p(-2 * mp.exp(-t) + 2 * mp.exp(-2 * t))
+    return mp.log1p(mp.expm1(t) ** 2)
 KL_QP = lambda t: -t  # noqa: E731
 KL_PQ = "p log(p/q)"  # integrated as p (log p - log q): no exp of a huge t
 

@@ -200,7 +200,14 @@ def kl_divergences(p: Family, q: Family, method: str = "auto"):
         closed = closed_form_kl(p, q)
         if closed is not None:
             return closed
-    return expectation(p, q, _KL_QP_NODE), expectation(p, q, _KL_PQ_NODE)
+    # by quadrature: cached on q for the same p (every estimator of a pair shares them)
+    key = (id(p), p.spec, method)
+    cached = q.__dict__.get("_kl_cache")
+    if cached is not None and cached[0] == key and cached[2] is p:
+        return cached[1]
+    result = expectation(p, q, _KL_QP_NODE), expectation(p, q, _KL_PQ_NODE)
+    object.__setattr__(q, "_kl_cache", (key, result, p))  # a cache, not state
+    return result
 
 
 # ----------------------------------------------------------------------------------

@@ -1,0 +1,298 @@
+"""Certified arguments where sympy answers None or runs out of time.
+
+- ``certified_sign_cover``: h > 0 (or >= 0) on a smooth piece, by interval arithmetic
+  (mpmath.iv) with subdivision in u = log r.  Where h vanishes at an exact point z (r = 1
+  most often), a Taylor bound with Lagrange remainder: h(z) = ... = h^(k-1)(z) = 0
+  exactly and an enclosure of h^(k) near z that excludes 0 fix h's sign there.  The ends
+  r -> 0 and r -> oo are enclosed in u over [T, oo): directly, or as g(T) > 0 and g' of
+  one sign on the whole tail (g = h(e^u)), recursively.
+- ``leading_term``: f(e^u) written as a sum of c u^k e^(a u) (an exponential polynomial
+  in u = log r), and its dominant term at u -> +oo or -oo: the exact growth of f at the
+  ends, without limits.
+
+Every step is exact (sympy) or an interval enclosure; nothing is sampled.
+"""
+from __future__ import annotations
+
+import mpmath
+import sympy as sp
+from mpmath import iv, mpf
+
+from verify.certified import Point, Uncertain, enclose, point_enclosure
+from verify.expression import R
+from verify.symbolic.values import Undecided, _identically_zero
+
+LOG_RATIO = sp.Dummy("u", real=True)  # u = log r
+TAIL_STARTS = (2, 8, 32, 128, 720)  # |u| where a tail argument starts
+TAIL_DEPTH = 3  # derivatives used to carry a sign out to u = +-oo
+MAX_TAYLOR_ORDER = 6
+NEIGHBOURHOODS = (mpf(2) ** -4, mpf(2) ** -8, mpf(2) ** -14)  # relative radius around a zero
+MIN_WIDTH = mpf(2) ** -30  # no subdivision below this width in u
+MAX_ENCLOSURES = 3000  # per piece: the argument gives up (undecided) beyond this
+
+
+class _Budget:
+    def __init__(self, count):
+        self.left = count
+
+    def spend(self):
+        self.left -= 1
+        if self.left < 0:
+            raise Undecided(f"no certified cover within {MAX_ENCLOSURES} interval evaluations")
+
+
+def _finite(lo, hi):
+    return mpmath.isfinite(lo) and mpmath.isfinite(hi)
+
+
+def _enclose_r(h, lo, hi, budget):
+    budget.spend()
+    try:
+        return enclose(h, lo, hi)
+    except Uncertain:
+        return None
+
+
+def _r_range(u_lo, u_hi):
+    """An interval of r containing exp([u_lo, u_hi]) (outward rounded)."""
+    value = iv.exp(iv.mpf([u_lo, u_hi]))
+    return mpf(value.a), mpf(value.b)
+
+
+def _cover(h, u_lo, u_hi, budget, strict_positive):
+    """h > 0 (>= 0 if not strict_positive) for every r with log r in [u_lo, u_hi]."""
+    stack = [(u_lo, u_hi)]
+    forms = _forms(h)
+    while stack:
+        lo, hi = stack.pop()
+        enclosures = []
+        for form in forms:
+            enclosure = _enclose_r(form, *_r_range(lo, hi), budget)
+            enclosures.append(enclosure)
+            if enclosure is not None and (enclosure[0] > 0 or (not strict_positive and enclosure[0] >= 0)):
+                break
+        else:
+            enclosure = None
+        if enclosure is not None:
+            continue
+        enclosure = enclosures[0]
+        if enclosure is not None and enclosure[1] < 0:
+            return False  # negative there: a refutation, not for this argument
+        if hi - lo < MIN_WIDTH:
+            return False
+        middle = (lo + hi) / 2
+        stack += [(middle, hi), (lo, middle)]
+    return True
+
+
+def _forms(h):
+    """Equal forms of h whose enclosures differ: as given, and over a common denominator
+    (which often removes a cancellation such as (r - 1)/r at r -> oo)."""
+    forms = [h]
+    try:
+        together = sp.together(h)
+        if together != h:
+            forms.append(together)
+    except Exception:  # noqa: BLE001 - a sympy failure only loses a form
+        pass
+    return forms
+
+
+def _tail(h, start, side, depth, budget, strict_positive):
+    """h(r) > 0 (>= 0) for log r in [start, oo) (side +1) or (-oo, start] (side -1),
+    enclosed in u = log r: directly, or as h > 0 at the start with h moving away from 0
+    on the whole tail (h' >= 0 going right, h' <= 0 going left; dh/du = r dh/dr)."""
+    lo, hi = (start, mpmath.inf) if side > 0 else (-mpmath.inf, start)
+    for form in _forms(h):
+        budget.spend()
+        try:
+            enclosure = enclose(form.xreplace({R: sp.exp(LOG_RATIO)}), lo, hi, variable=LOG_RATIO)
+        except Uncertain:
+            continue
+        if enclosure[0] > 0 or (not strict_positive and enclosure[0] >= 0):
+            return True
+    if depth == 0:
+        return False
+    budget.spend()
+    try:
+        at_start = enclose(h, *_r_range(start, start))  # r = e^start, enclosed
+    except Uncertain:
+        return False
+    if not at_start[0] > 0:
+        return False
+    slope = sp.diff(h, R)
+    return _tail(slope if side > 0 else -slope, start, side, depth - 1, budget, False)
+
+
+def _taylor_sign(h, z, side_lo, side_hi, strict_positive):
+    """h >= 0 on [side_lo, side_hi] (an r-interval with z at one end or inside), where
+    h(z) = 0 exactly: the first non-vanishing derivative h^(k)(z), enclosed with all
+    lower ones over the interval (finite, so h is C^k there), fixes the sign of
+    h(r) = h^(k)(xi) (r - z)^k / k!.  Returns True when h > 0 except at z."""
+    derivatives = [h]
+    for k in range(1, MAX_TAYLOR_ORDER + 1):
+        derivatives.append(sp.diff(derivatives[-1], R))
+        value = derivatives[k].xreplace({R: z})
+        if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+            return False
+        if _identically_zero(value):
+            continue
+        for d in derivatives:
+            try:
+                lo, hi = enclose(d, side_lo, side_hi)
+            except Uncertain:
+                return False
+            if not _finite(lo, hi):
+                return False
+        lo, hi = enclose(derivatives[k], side_lo, side_hi)
+        if not (lo > 0 or hi < 0):
+            return False
+        sign = 1 if lo > 0 else -1
+        z_lo, z_hi = point_enclosure(z, mpf(1)) if not isinstance(z, sp.Rational) else (mpf(z.p) / z.q, mpf(z.p) / z.q)
+        left = side_lo < z_lo  # part of the interval is left of z
+        right = side_hi > z_hi
+        if k % 2 == 0:
+            return sign > 0
+        # odd order: h changes sign at z; positive only on the side where (r - z)^k h^(k) > 0
+        if left and right:
+            return False
+        return (sign > 0) == right
+    return False
+
+
+def _zero_points(h, a: Point, b: Point):
+    """Exact points of [a, b] where h vanishes exactly: r = 1 and the exact finite ends."""
+    candidates = [sp.S.One]
+    for end in (a, b):
+        if end.exact is not None and not end.is_zero_end and not end.is_infinite_end:
+            candidates.append(end.exact)
+    zeros = []
+    for z in candidates:
+        if any(z == other for other in zeros):
+            continue
+        inside = (a.is_zero_end or a.lo <= _approx(z)) and (b.is_infinite_end or _approx(z) <= b.hi)
+        if not inside:
+            continue
+        value = h.xreplace({R: z})
+        if value.has(sp.nan, sp.zoo) or not value.is_finite:
+            continue
+        if _identically_zero(value):
+            zeros.append(z)
+    return zeros
+
+
+def _approx(z):
+    lo, hi = point_enclosure(z, mpf(1))
+    return (lo + hi) / 2
+
+
+def certified_sign_cover(h, a: Point, b: Point, strict_positive: bool, allowed_zeros=None) -> bool:
+    """True when h > 0 on the open piece (a, b) except at exact zeros of h (only r = 1
+    when ``allowed_zeros`` is {1}; any exact zero at r = 1 or at a piece end otherwise),
+    and h >= 0 at those zeros; False when this argument cannot show it (never a
+    refutation).  With ``strict_positive`` False, h >= 0 is enough everywhere."""
+    budget = _Budget(MAX_ENCLOSURES)
+    zeros = _zero_points(h, a, b)
+    if allowed_zeros is not None:
+        for z in zeros:
+            if z not in allowed_zeros and not ((a.exact is not None and z == a.exact) or (b.exact is not None and z == b.exact)):
+                return False
+    with mpmath.workprec(200):
+        # u-intervals to cover, after cutting out a neighbourhood of each zero
+        lo_u = None if a.is_zero_end else mpf(iv.log(iv.mpf(a.lo)).a) if a.lo > 0 else None
+        hi_u = None if b.is_infinite_end else mpf(iv.log(iv.mpf(b.hi)).b)
+        if not a.is_zero_end and lo_u is None:
+            return False
+        holes = []
+        for z in sorted(zeros, key=_approx):
+            zu = mpmath.log(_approx(z))
+            for radius in NEIGHBOURHOODS:
+                hole = (zu - radius, zu + radius)
+                if lo_u is not None:
+                    hole = (max(hole[0], lo_u), hole[1])
+                if hi_u is not None:
+                    hole = (hole[0], min(hole[1], hi_u))
+                r_lo, r_hi = _r_range(*hole)
+                if _taylor_sign(h, z, r_lo, r_hi, strict_positive):
+                    holes.append(hole)
+                    break
+            else:
+                return False
+        # tails
+        for start in TAIL_STARTS:
+            left_start = lo_u if lo_u is not None else -mpf(start)
+            right_start = hi_u if hi_u is not None else mpf(start)
+            if left_start >= right_start and (lo_u is None or hi_u is None):
+                continue
+            if lo_u is None and not _tail(h, left_start, -1, TAIL_DEPTH, budget, strict_positive):
+                continue
+            if hi_u is None and not _tail(h, right_start, +1, TAIL_DEPTH, budget, strict_positive):
+                continue
+            break
+        else:
+            return False
+        # the middle: [left_start, right_start] minus the holes
+        pieces, position = [], left_start
+        for hole_lo, hole_hi in sorted(holes):
+            if hole_lo > position:
+                pieces.append((position, min(hole_lo, right_start)))
+            position = max(position, hole_hi)
+        if position < right_start:
+            pieces.append((position, right_start))
+        return all(_cover(h, lo, hi, budget, strict_positive) for lo, hi in pieces if hi > lo)
+
+
+# ---------------------------------------------------------------- leading terms in log r
+
+
+def exponential_polynomial(expr):
+    """f(e^u) as {(a, k): c}, meaning the sum of c u^k e^(a u) with rational a, integer
+    k and exact real constants c (terms with equal (a, k) summed); None when f(e^u) is
+    not of that form."""
+    g = sp.expand(sp.powsimp(expr.xreplace({R: sp.exp(LOG_RATIO)}), combine="exp"))
+    terms: dict = {}
+    for term in sp.Add.make_args(g):
+        coefficient, a, k = sp.S.One, sp.S.Zero, 0
+        for factor in sp.Mul.make_args(term):
+            if not factor.has(LOG_RATIO):
+                if not (factor.is_real and factor.is_finite):
+                    return None
+                coefficient *= factor
+            elif factor == LOG_RATIO:
+                k += 1
+            elif factor.is_Pow and factor.base == LOG_RATIO and factor.exp.is_Integer:
+                k += int(factor.exp)
+            elif isinstance(factor, sp.exp) or (factor.is_Pow and factor.base is sp.E):
+                argument = sp.expand(factor.args[0] if isinstance(factor, sp.exp) else factor.exp)
+                slope = argument.coeff(LOG_RATIO, 1)
+                rest = sp.expand(argument - slope * LOG_RATIO)
+                if rest.has(LOG_RATIO) or not slope.is_Rational:
+                    return None
+                a += slope
+                coefficient *= sp.exp(rest)
+            else:
+                return None
+        terms[(a, k)] = terms.get((a, k), sp.S.Zero) + coefficient
+    return terms
+
+
+def leading_term(expr, side: int):
+    """(a, k, c): f(r) ~ c r^a |log r|^k as r -> oo (side +1) or r -> 0 (side -1), with
+    c != 0 certified; (None, None, 0) when f(e^u) is identically 0; None when f is not an
+    exponential polynomial in log r or a leading coefficient cannot be shown non-zero."""
+    terms = exponential_polynomial(expr)
+    if terms is None:
+        return None
+    # order of growth as u -> side * oo: e^(a u) first (by side * a), then |u|^k
+    for (a, k) in sorted(terms, key=lambda ak: (side * ak[0], ak[1]), reverse=True):
+        c = terms[(a, k)]
+        if _identically_zero(c):
+            continue
+        try:
+            lo, hi = point_enclosure(c, mpf(1))
+        except Uncertain:
+            return None
+        if not (lo > 0 or hi < 0):
+            return None  # cannot tell whether this term cancels
+        return a, k, (1 if lo > 0 else -1) * (1 if side > 0 or k % 2 == 0 else -1)
+    return None, None, 0

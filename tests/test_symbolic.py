@@ -12,7 +12,13 @@ import estimators
 from recheck import recheck
 from verify.claims import EXPECTATION, GRADIENT, POINTWISE, SYMBOLIC
 from verify.expression import R, as_expression, as_expression_with_domain, parse_expression
+import time
+
+from verify import UsageError
 from verify.symbolic import decide
+from verify.symbolic.bounds import certified_sign_cover, leading_term
+from verify.symbolic.values import INF, ZERO
+from verify.timelimit import TimedOut, run_all
 
 REGISTRY = estimators.registry()
 TIMEOUT = 20.0  # generous: these tests check verdicts, not speed (benchmarks/ measures speed)
@@ -111,6 +117,27 @@ KNOWN = {
     "r - 1 - log(r) + exp(log(r - 2)) - r + 2 + 0*r": dict(zero_at_one=X),
     # negative only for r < 2**-400
     "r - 1 - log(r) - 1e-6*log(r)**4": dict(nonnegative=X, locally_unbiased=P),
+    # issue 11: clamps beyond the scanned range.  r f'(r) is 0 on one piece and -1 on the
+    # other (0 != -1 is certain), and f + log r differs between the pieces
+    "Min(-log(r), 200)": dict(unbiased_kl_qp=X, loss_grad_zero=X, reward_grad_kl_qp=X, linear_growth_in_log_ratio=P),
+    "Max(-log(r), -1000)": dict(unbiased_kl_qp=X, loss_grad_zero=X, reward_grad_kl_qp=X, convex=P),
+    "-log(r) + Max(log(r) - 50, 0)": dict(unbiased_kl_qp=X, loss_grad_zero=X, reward_grad_kl_qp=X),
+    # issue 11: zero on the whole of (1 - 1.4e-6, 1 + 1.4e-6): f(r) = f(1) there, and
+    # r f'(r) - r is -1 on the k3 pieces but -r on the flat one
+    "Max(r - 1 - log(r), 1e-12) - 1e-12": dict(nonnegative=P, unique_minimum_at_one=X, loss_grad_kl_pq=X),
+    # issue 11: f'(1-) = -oo, f'(1+) = +oo: not differentiable at 1
+    "sqrt(Abs(r - 1))": dict(locally_unbiased=X, unique_minimum_at_one=P),
+    # issue 11: f = e^h - 1 with h = (r - 1) log r >= 0 (= 0 only at r = 1), and
+    # f'' = e^h (h'' + h'^2) with h'' = 1/r + 1/r^2 > 0; f''(1) = 2; grows like 1/r at 0
+    "r**(r - 1) - 1": dict(nonnegative=P, unique_minimum_at_one=P, convex=P, locally_unbiased=X,
+                          subexponential_growth=X),
+    # issue 11: growth of a sum: ~ r at oo (a power of r), ~ log(r)**2/2 at 0
+    "log(r)**2/2 + (r - 1) - log(r)": dict(subexponential_growth=X, linear_growth_in_log_ratio=X,
+                                           unique_minimum_at_one=P),
+    # growth by leading terms: |log r|^1 at both ends (k1 plus a decaying term), and
+    # a term that cancels exactly (r - r = 0) must not count
+    "-log(r) + exp(-r)": dict(linear_growth_in_log_ratio=P, subexponential_growth=P),
+    "r*log(r) - r*log(r) + log(r)**3": dict(subexponential_growth=P, linear_growth_in_log_ratio=X),
 }
 
 
@@ -183,3 +210,114 @@ def test_every_symbolic_claim_has_a_decider():
     verdicts = verdicts_for("(r - 1) - log(r)")
     assert set(verdicts) == set(POINTWISE + EXPECTATION + GRADIENT)
     assert all(v.verdict in ("proved", "refuted") for v in verdicts.values())
+
+
+# ------------------------------------------------------------------ the Python API
+
+
+def test_decide_accepts_a_string_and_parses_it_with_its_domain():
+    verdicts = decide("r - 1 - log(r)", ["nonnegative", "zero_at_one"], timeout=TIMEOUT)
+    assert {c: v.verdict for c, v in verdicts.items()} == {"nonnegative": "proved", "zero_at_one": "proved"}
+    # the domain as written comes with the string: exp(log(r - 2)) is undefined for r <= 2
+    assert decide("r - 1 - log(r) + exp(log(r - 2)) - r + 2", ["nonnegative"],
+                  timeout=TIMEOUT)["nonnegative"].verdict == "refuted"
+
+
+@pytest.mark.parametrize("expr,claims,message", [
+    ("r - 1 - log(", ["nonnegative"], "bad expression"),
+    ("__import__('os')", ["nonnegative"], "bad expression"),
+    ("r - 1 - log(r)", ["nonnegative", "positive"], "not a symbolic claim: 'positive'"),
+    ("r - 1 - log(r)", ["fp_finite"], "not a symbolic claim"),
+    ("r - 1 - log(r)", [], "no claims"),
+    (3.5, ["nonnegative"], "expected an expression"),
+])
+def test_decide_raises_usage_error_on_bad_input(expr, claims, message):
+    with pytest.raises(UsageError, match=message):
+        decide(expr, claims)
+
+
+def test_progress_is_called_once_per_claim_in_this_process():
+    seen = []
+    verdicts = decide("-log(r)", ["zero_at_one", "unbiased_kl_qp", "convex"], timeout=TIMEOUT,
+                      progress=lambda claim, verdict: seen.append((claim, verdict.verdict)))
+    assert sorted(seen) == sorted((c, v.verdict) for c, v in verdicts.items())
+
+
+def test_cpu_times_are_reported_per_claim():
+    used = {}
+    decide("-log(r)", ["zero_at_one", "convex"], timeout=TIMEOUT, cpu_times=used)
+    assert set(used) == {"analysis", "zero_at_one", "convex"}
+    assert all(0 <= seconds < TIMEOUT for seconds in used.values())
+
+
+# ------------------------------------------------------- limits count CPU, not wall time
+
+
+def _sleep(seconds):
+    time.sleep(seconds)
+    return "done"
+
+
+def _spin(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    return "done"
+
+
+def test_waiting_does_not_count_against_a_cpu_limit():
+    """A worker that waits 1.5 s of wall time uses almost no CPU: a 1 s CPU limit holds
+    (on a loaded machine, waiting for a core is no different)."""
+    assert run_all([(_sleep, (1.5,))], 1.0) == ["done"]
+
+
+def test_computing_past_the_cpu_limit_is_a_timeout():
+    cpu = []
+    assert isinstance(run_all([(_spin, (5.0,))], 0.3, cpu_times=cpu)[0], TimedOut)
+    assert run_all([(_spin, (0.1,))], 2.0, cpu_times=cpu) == ["done"] and 0.1 <= cpu[0] < 2.0
+
+
+# --------------------------------------------------------- certified arguments (bounds)
+
+
+@pytest.mark.parametrize("text,order,strict,expected", [
+    # k3 > 0 except at r = 1 (Taylor bound: f''(1) = 1 > 0), k3'' = 1/r^2 > 0
+    ("r - 1 - log(r)", 0, True, True),
+    ("r - 1 - log(r)", 2, False, True),
+    # r**(r-1) - 1 and its second derivative (issue 11)
+    ("r**(r - 1) - 1", 0, True, True),
+    ("r**(r - 1) - 1", 2, False, True),
+    # Jensen-Shannon generator: f'' = 1/(r (r + 1)) > 0
+    ("r*log(r) - (r + 1)*log((r + 1)/2)", 2, False, True),
+    # false ones: negative near 1, at r < 2**-400, below 0.5 everywhere near r = 1
+    ("(r - 1)**2 - 1e-30", 0, False, False),
+    ("r - 1 - log(r) - 1e-6*log(r)**4", 0, False, False),
+    ("r - 1 - log(r) - 0.5", 0, False, False),
+    ("log(r)", 0, False, False),
+    # odd order at r = 1: (r - 1)**3 changes sign there
+    ("(r - 1)**3", 0, False, False),
+])
+def test_certified_sign_cover_known_answers(text, order, strict, expected):
+    h = sp.diff(parse_expression(text), R, order)
+    assert certified_sign_cover(h, ZERO, INF, strict, {sp.S.One} if strict else None) is expected
+
+
+@pytest.mark.parametrize("text,at_infinity,at_zero", [
+    # f(e^u) = u^2/2 - u + e^u - 1: ~ r at oo, ~ log(r)^2 / 2 at 0
+    ("log(r)**2/2 + (r - 1) - log(r)", (1, 0, 1), (0, 2, 1)),
+    # (sqrt(r) - 1)^2 = r - 2 sqrt(r) + 1: ~ r at oo, -> 1 at 0
+    ("(sqrt(r) - 1)**2", (1, 0, 1), (0, 0, 1)),
+    # -log r: -|log r| at oo, +|log r| at 0
+    ("-log(r)", (0, 1, -1), (0, 1, 1)),
+    ("r**0.001 - 1", (sp.Rational(1, 1000), 0, 1), (0, 0, -1)),
+    # a cancelling pair leaves the next term
+    ("r*log(r) - r*log(r) + log(r)**3", (0, 3, 1), (0, 3, -1)),
+])
+def test_leading_terms_in_log_r(text, at_infinity, at_zero):
+    f = parse_expression(text)
+    assert leading_term(f, 1) == at_infinity and leading_term(f, -1) == at_zero
+
+
+def test_leading_term_is_none_outside_exponential_polynomials():
+    assert leading_term(parse_expression("r**(r - 1) - 1"), 1) is None
+    assert leading_term(parse_expression("log(r + 1)"), 1) is None

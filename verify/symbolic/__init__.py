@@ -42,10 +42,17 @@ __all__ = ["decide", "decide_one", "analyse", "Analysis", "DEFAULT_TIMEOUT"]
 DEFAULT_TIMEOUT = 20.0
 
 
+# Share of a claim's CPU time that sympy's part of an argument may use before the
+# certified argument (interval covers) takes over.
+SYMPY_SHARE = 0.5
+
+
 @_precise
-def decide_one(analysis: Analysis, claim: str) -> Verdict:
-    """One claim's verdict from an analysis (no time limit here: see ``decide``)."""
-    claims = _Claims(analysis)
+def decide_one(analysis: Analysis, claim: str, sympy_seconds: float | None = None) -> Verdict:
+    """One claim's verdict from an analysis (no time limit here: see ``decide``).
+    ``sympy_seconds``: CPU seconds for sympy's part of a sign argument (run in a child),
+    None for no limit."""
+    claims = _Claims(analysis, sympy_seconds)
     if analysis.undefined_at is not None and claim != "zero_at_one":
         return claims._undefined()
     try:
@@ -86,8 +93,9 @@ def decide(expr, claims: Iterable[str] | str | None = None, timeout: float = DEF
 
     ``expr``: a string in r (parsed by the whitelist parser, its domain as written
     recorded) or a sympy expression in r.  ``claims``: names (default: all 13).
-    ``timeout``: CPU seconds for the shared analysis and for each claim; a claim that
-    runs out is ``undecided``.  CPU time, not wall time: the verdicts do not depend on
+    ``timeout``: CPU seconds for the shared analysis and for each claim (sympy's part of
+    a sign argument runs in a child with ``SYMPY_SHARE`` of it, so a claim may use up to
+    1.5 times ``timeout`` in all); a claim that runs out is ``undecided``.  CPU time, not wall time: the verdicts do not depend on
     the machine's load (a wall-clock backstop of ``timelimit.wall_backstop(timeout)``
     only stops a hang).  ``domain``: extra conditions recorded by the parser
     (``parse_with_domain``) for f to be defined as written.  ``progress(claim,
@@ -116,7 +124,7 @@ def decide(expr, claims: Iterable[str] | str | None = None, timeout: float = DEF
     on_result = None
     if progress is not None:
         on_result = lambda index, result: progress(claims[index], as_verdict(result))  # noqa: E731
-    results = run_all([(decide_one, (analysis, claim)) for claim in claims], timeout, jobs=jobs,
+    results = run_all([(decide_one, (analysis, claim, SYMPY_SHARE * timeout)) for claim in claims], timeout, jobs=jobs,
                       cpu_times=used, on_result=on_result)
     if cpu_times is not None:
         cpu_times.update(zip(claims, used))

@@ -8,15 +8,23 @@ import mpmath
 import sympy as sp
 from mpmath import mpf
 
-from verify.certified import Point, Uncertain, enclose, interior_point, point_enclosure, sign_at, to_rational
+from verify.certified import (
+    Point, Uncertain, constant_enclosure, enclose, interior_point, point_enclosure, sign_at, to_rational,
+)
 from verify.claims import PROVED, REFUTED, Verdict
 from verify.expression import R
+from verify.symbolic.bounds import certified_sign_cover, leading_term
 from verify.symbolic.domain import Analysis
-from verify.symbolic.pieces import cell_at, critical_points, decompose
+from verify.symbolic.pieces import cell_at, cell_sample, critical_points, decompose
 from verify.symbolic.search import _chord_near, _counter_r, find_below, find_concavity
 from verify.symbolic.values import (
-    INF, MAX_GROWTH_POWER, ONE, SAMPLE_RATIOS, ZERO, Undecided, _fmt, _identically_zero, _limit, sign_of, value_at,
+    INF, MAX_GROWTH_POWER, ONE, SAMPLE_RATIOS, ZERO, Undecided, _checked_limit, _fmt, _identically_zero, _limit,
+    sign_of, value_at,
 )
+from verify.timelimit import Failed, TimedOut, run_all
+
+CERTIFIED_COVER = ("certified interval cover (mpmath.iv): subdivision in log r, Taylor bound at exact zeros, "
+                   "tails in log r")
 
 # ------------------------------------------------------------------------ the claims
 
@@ -37,8 +45,11 @@ def _infimum_argument(cells, transform, strict_away_from_one: bool, what: str, w
     lie between the candidates' values.  Finite candidates are attained and must be > 0
     when strict (= 0 allowed only at r = 1); limits at 0 and oo need only be >= 0.
     Returns (True, None), or (False, point) when a candidate fails; raises Undecided when
-    a sign is unknown."""
-    for position, cell in enumerate(cells):
+    a sign is unknown.  Pieces where the function is constant come first: they give the
+    plainest witness."""
+    constant_first = sorted(range(len(cells)), key=lambda i: not _identically_zero(sp.diff(transform(cells[i].expr), R)))
+    for position in constant_first:
+        cell = cells[position]
         h = transform(cell.expr)
         if not strict_away_from_one and h.is_nonnegative:
             continue
@@ -84,9 +95,31 @@ def _infimum_argument(cells, transform, strict_away_from_one: bool, what: str, w
 class _Claims:
     """Each method returns a Verdict for one claim of shared/CLAIMS.md."""
 
-    def __init__(self, analysis: Analysis):
+    def __init__(self, analysis: Analysis, sympy_seconds=None):
         self.analysis = analysis
         self.f = analysis.expr
+        self.sympy_seconds = sympy_seconds  # CPU seconds for sympy's part of an argument
+
+    def _sympy_part(self, function, *args):
+        """function(*args) in a child under ``sympy_seconds`` of CPU time, so that a
+        certified argument still has time when sympy hangs; Undecided when it runs out."""
+        if self.sympy_seconds is None:
+            return function(*args)
+        result = run_all([(function, args)], self.sympy_seconds)[0]
+        if isinstance(result, TimedOut):
+            raise Undecided(f"sympy's argument took more than {self.sympy_seconds:g} s of CPU time")
+        if isinstance(result, Failed):
+            raise Undecided(result.error.removeprefix("Undecided: "))
+        return result
+
+    def _certified_cover(self, cells, transform, strict):
+        """True when transform(piece) >= 0 on every piece (> 0 except at r = 1 when
+        strict), by the certified interval cover of bounds.py."""
+        for cell in cells:
+            h = transform(cell.expr)
+            if not certified_sign_cover(h, cell.a, cell.b, strict, {sp.S.One} if strict else None):
+                return False
+        return True
 
     # -- helpers
     def _cells_split_at_one(self):
@@ -146,8 +179,15 @@ class _Claims:
         if not strict and _need_cells(self.analysis) and self.f.is_nonnegative:
             return Verdict(PROVED, "sympy assumptions (r > 0)", "sympy's assumption system derives f >= 0")
         cells = self._cells_split_at_one() if strict else _need_cells(self.analysis)
-        ok, point = _infimum_argument(cells, lambda e: e - f_one if strict else e, strict,
-                                      "f - f(1)" if strict else "f", whole=self.f, continuous=True)
+        transform = (lambda e: e - f_one) if strict else (lambda e: e)
+        try:
+            ok, point = self._sympy_part(_infimum_argument, cells, transform, strict,
+                                         "f - f(1)" if strict else "f", self.f, True)
+        except Undecided:
+            if self._certified_cover(cells, transform, strict):
+                return Verdict(PROVED, CERTIFIED_COVER,
+                               "f - f(1) > 0 for r != 1" if strict else "f >= 0 on every smooth piece")
+            raise
         if ok:
             return Verdict(PROVED, "monotonicity argument: exact or certified critical points, sympy limits",
                            "on each smooth piece, f is strictly monotone between its critical points; "
@@ -195,7 +235,15 @@ class _Claims:
         if found is not None:
             return self._chord_verdict(found)
         cells = _need_cells(self.analysis)
-        ok, point = _infimum_argument(cells, lambda e: sp.diff(e, R, 2), False, "f''")
+        second = lambda e: sp.diff(e, R, 2)  # noqa: E731
+        method = "f'' >= 0 on each smooth piece (monotonicity argument), slopes increase at breakpoints"
+        try:
+            ok, point = self._sympy_part(_infimum_argument, cells, second, False, "f''")
+        except Undecided:
+            if not self._certified_cover(cells, second, False):
+                raise
+            ok, point = True, None
+            method = f"f'' >= 0 on each smooth piece ({CERTIFIED_COVER}), slopes increase at breakpoints"
         if not ok:
             found = _chord_near(self.f, point)
             if found is None:
@@ -211,8 +259,7 @@ class _Claims:
                 if found is None:
                     raise Undecided(f"concave kink at r = {left.b} but no chord counterexample was certified")
                 return self._chord_verdict(found)
-        return Verdict(PROVED, "f'' >= 0 on each smooth piece (monotonicity argument), slopes increase at breakpoints",
-                       f"{len(cells)} smooth piece(s)")
+        return Verdict(PROVED, method, f"{len(cells)} smooth piece(s)")
 
     @staticmethod
     def _chord_verdict(found):
@@ -230,8 +277,14 @@ class _Claims:
     def _growth(self, max_power, claim):
         cells = _need_cells(self.analysis)
         ends = ((cells[0].expr, ZERO, "+"), (cells[-1].expr, INF, "-"))
+        leading = [leading_term(expr, -1 if point.is_zero_end else 1) for expr, point, _ in ends]
+        if None not in leading:
+            return self._growth_from_leading_terms(max_power, claim, ends, leading)
         powers = []
-        for expr, point, direction in ends:
+        for (expr, point, direction), lead in zip(ends, leading):
+            if lead is not None:
+                powers.append(_power_of_leading_term(lead, -1 if point.is_zero_end else 1))
+                continue
             for k in range(0, MAX_GROWTH_POWER + 1):
                 value = _limit(expr / sp.log(R) ** k if k else expr, point, direction)
                 if value.is_finite:
@@ -264,13 +317,33 @@ class _Claims:
                            _growth_witness(expr, point, 1 if claim == "linear_growth_in_log_ratio" else 8))
         raise Undecided("growth not settled")
 
+    def _growth_from_leading_terms(self, max_power, claim, ends, leading):
+        """Growth from the dominant term of f(e^u) = sum of c u^k e^(a u) at each end."""
+        powers = [_power_of_leading_term(lead, -1 if point.is_zero_end else 1)
+                  for lead, (_, point, _) in zip(leading, ends)]
+        method = "leading term in log r at r -> 0+ and r -> oo (exact); f continuous on (0, oo)"
+        if "every" not in powers and max(powers) <= max_power:
+            return Verdict(PROVED, method, f"f / |log r|^{max(powers)} stays bounded at both ends")
+        for (expr, point, _), power, (a, k, _) in zip(ends, powers, leading):
+            if power != "every" and power <= max_power:
+                continue
+            if power == "every":
+                detail = (f"f ~ c r^({a})" + (f" |log r|^{k}" if k else "")
+                          + f" as r -> {point}: grows like a power of r")
+            else:
+                detail = f"f ~ c |log r|^{k} as r -> {point}: f / |log r|^{max_power} is unbounded"
+            return Verdict(REFUTED, method, detail,
+                           _growth_witness(expr, point, 1 if claim == "linear_growth_in_log_ratio" else 8))
+        raise Undecided("growth not settled")  # unreachable: some end exceeds max_power
+
     # -- identities
     def _constant_pieces(self, transform, cells, what):
         """Decide whether transform(piece) is one and the same constant on every piece.
         Returns (True, constant) / (False, (x1, v1, x2, v2)); raises Undecided."""
         samples = []
-        for x in SAMPLE_RATIOS:
-            x = mpf(x.p) / x.q
+        points = [mpf(x.p) / x.q for x in SAMPLE_RATIOS]
+        points += [x for x in (cell_sample(cell) for cell in cells) if x is not None and x not in points]
+        for x in points:
             try:
                 cell = cell_at(cells, x)
                 samples.append((x, enclose(transform(cell.expr), x)))
@@ -286,8 +359,13 @@ class _Claims:
             if not _identically_zero(sp.diff(h, R)):
                 raise Undecided(f"{what} is not provably constant on ({cell.a}, {cell.b}) and no sample differs")
             constants.append(sp.simplify(h))
-        for c in constants[1:]:
+        for cell, c in zip(cells[1:], constants[1:]):
             if not _identically_zero(c - constants[0]):
+                sign = sign_of(c - constants[0])  # exact constants: a certified sign settles it
+                if sign:
+                    x1, x2 = cell_sample(cells[0]), cell_sample(cell)
+                    if x1 is not None and x2 is not None:
+                        return False, (x1, constant_enclosure(constants[0]), x2, constant_enclosure(c))
                 raise Undecided(f"{what} takes constants {constants[0]} and {c} that are not provably equal")
         return True, constants[0]
 
@@ -358,7 +436,15 @@ class _Claims:
         for side, cell, direction in (("left", left, "-"), ("right", right, "+")):
             for order in (1, 2):
                 derivative = sp.diff(cell.expr, R, order)
-                values[(side, order)] = value_at(derivative, ONE, direction)
+                try:
+                    values[(side, order)] = value_at(derivative, ONE, direction)
+                except Undecided:
+                    if order == 1 and _checked_limit(derivative ** 2, ONE, direction) is sp.oo:
+                        return Verdict(REFUTED, "sympy limit checked against certified values",
+                                       f"f' is unbounded as r -> 1{direction}: f is not differentiable at r = 1, "
+                                       "so E_q[f] / KL does not tend to 1 as p -> q",
+                                       {"r": 1.0, "unbounded_slope": side})
+                    raise
         slope_jump = sign_of(values[("right", 1)] - values[("left", 1)]) if all(
             not isinstance(v, tuple) for v in values.values()) else None
         if slope_jump:
@@ -379,6 +465,17 @@ class _Claims:
         if slope_jump is None:
             raise Undecided("cannot compare the one-sided slopes at r = 1")
         return Verdict(PROVED, "exact derivatives at r = 1", "f(1) = 0, f'(1-) = f'(1+), f''(1) = 1 on both sides")
+
+
+def _power_of_leading_term(lead, side):
+    """The power k of |log r| that bounds f at an end with leading term (a, k, sign), or
+    "every" when f grows like a power of r there."""
+    a, k, _ = lead
+    if a is None or side * a < 0:
+        return 0  # identically 0, or decays like a power of r
+    if side * a > 0:
+        return "every"
+    return max(k, 0)
 
 
 def _growth_witness(expr, point: Point, power: int) -> dict:
@@ -420,10 +517,10 @@ def _pair_across_one(cells, slope, x1, v1, x2, v2):
 def _two_point_pair(f, r1, r2):
     """An explicit pair of two-point distributions with ratios r1 <= 1 <= r2, with exact
     E_q[f], KL(q||p) and KL(p||q) so anyone can re-check the bias."""
-    r1 = sp.nsimplify(r1) if not isinstance(r1, sp.Basic) else r1
-    r2 = sp.nsimplify(r2) if not isinstance(r2, sp.Basic) else r2
-    r1, r2 = to_rational(mpf(r1)) if not isinstance(r1, sp.Rational) else r1, \
-        to_rational(mpf(r2)) if not isinstance(r2, sp.Rational) else r2
+    # the very points that were certified: an mpf is a dyadic rational, taken exactly
+    # (nsimplify would round 2**-300 to 0)
+    r1, r2 = (r if isinstance(r, sp.Rational) else to_rational(mpf(r) if not isinstance(r, sp.Basic) else mpf(sp.N(r, 60)))
+              for r in (r1, r2))
     if r1 == r2:
         q = [sp.Rational(1, 2), sp.Rational(1, 2)]
         ratios = [sp.S.One, sp.S.One]

@@ -314,6 +314,28 @@ def decompose(expr, a: Point = ZERO, b: Point = INF, forced=()):
     return done
 
 
+def cell_sample(cell: Cell):
+    """A point strictly inside the piece that prints exactly: a double near its
+    geometric middle, or a power of two (beyond double range too); None if none fits."""
+    def inside(x):
+        return (cell.a.is_zero_end or cell.a.hi < x) and (cell.b.is_infinite_end or x < cell.b.lo)
+
+    with mpmath.workprec(200):
+        if cell.a.is_zero_end and cell.b.is_infinite_end:
+            return mpf(1) / 2
+        if cell.a.is_zero_end:
+            exponent = int(mpmath.floor(mpmath.log(cell.b.lo, 2))) - 8
+        elif cell.b.is_infinite_end:
+            exponent = int(mpmath.ceil(mpmath.log(cell.a.hi, 2))) + 8
+        else:
+            middle = mpmath.sqrt(cell.a.hi * cell.b.lo)
+            if mpf("1e-300") < middle < mpf("1e300") and inside(mpf(float(middle))):
+                return mpf(float(middle))
+            exponent = int(mpmath.nint(mpmath.log(middle, 2)))
+        x = mpmath.ldexp(mpf(1), exponent)
+        return x if inside(x) else None
+
+
 def cell_at(cells, x: mpf) -> Cell:
     for cell in cells:
         if (cell.a.is_zero_end or cell.a.hi < x) and (cell.b.is_infinite_end or x < cell.b.lo):

@@ -44,10 +44,14 @@ class Undecided(Exception):
 
 def _fmt(x):
     """A float for JSON; 17 digits as a string where a float would be infinite, or 0 for a
-    value that is not 0."""
+    value that is not 0; "2**k" for a power of two beyond double range (exact)."""
     value = float(x)
     if math.isfinite(value) and (value != 0 or x == 0):
         return value
+    if isinstance(x, mpf) and x > 0:
+        mantissa, exponent = x.man_exp
+        if mantissa == 1:
+            return f"2**{exponent}"
     return mpmath.nstr(mpf(sp.N(x, 20)) if isinstance(x, sp.Basic) else mpf(x), 17)
 
 

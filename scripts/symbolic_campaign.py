@@ -75,6 +75,7 @@ def oracle(expr) -> dict:
                 value = fast(x)
             except (ValueError, ZeroDivisionError, TypeError):
                 return None
+            value = mpmath.mpmathify(value)  # min/max may hand back a plain int
             if not isinstance(value, mpmath.mpf) or not mpmath.isfinite(value):
                 return None
             return value
@@ -88,8 +89,8 @@ def oracle(expr) -> dict:
         us = sorted(set(GRID))
         points = [mpmath.exp(u) for u in us]
         values = [f(x) for x in points]
-        if any(v is None for v in values):
-            return {claim: False if claim != "zero_at_one" else None for claim in SYMBOLIC}
+        if any(v is None for v in values):  # the grid cannot evaluate f: no opinion
+            return {claim: None for claim in SYMBOLIC}
         f_one = f(mpmath.mpf(1))
         result = {"zero_at_one": abs(f_one) < TOL}
         result["nonnegative"] = all(v >= -TOL for v in values)

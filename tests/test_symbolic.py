@@ -16,8 +16,9 @@ import time
 
 from verify import UsageError
 from verify.symbolic import decide
-from verify.symbolic.bounds import certified_sign_cover, leading_term
-from verify.symbolic.values import INF, ZERO
+from verify.certified import Point
+from verify.symbolic.bounds import certified_roots, certified_sign_cover, leading_term
+from verify.symbolic.values import INF, ONE, ZERO
 from verify.timelimit import TimedOut, run_all
 
 REGISTRY = estimators.registry()
@@ -321,3 +322,25 @@ def test_leading_terms_in_log_r(text, at_infinity, at_zero):
 def test_leading_term_is_none_outside_exponential_polynomials():
     assert leading_term(parse_expression("r**(r - 1) - 1"), 1) is None
     assert leading_term(parse_expression("log(r + 1)"), 1) is None
+
+
+def test_strict_cover_rejects_a_zero_at_a_piece_end():
+    """(r - 1)**2 (2 - r) on the piece (1, 2): positive inside, but 0 at the end r = 2,
+    where f(2) = f(1): a unique minimum at 1 must not be proved from the open pieces."""
+    h = (R - 1) ** 2 * (2 - R)
+    assert certified_sign_cover(h, ONE, Point.at(2), True, {sp.S.One}) is False
+    assert certified_sign_cover(h, ONE, Point.at(2), False) is True
+
+
+def test_certified_roots_of_a_transcendental_switch():
+    """r**(r - 1) = 2 has one root in (0, 1) and one in (1, oo); sympy cannot solve it.
+    Reference: mpmath.findroot at 50 digits, an independent computation."""
+    import mpmath
+
+    found = certified_roots(R ** (R - 1) - 2, ZERO, INF)
+    assert len(found) == 2
+    with mpmath.workdps(50):
+        g = lambda x: (x - 1) * mpmath.log(x) - mpmath.log(2)  # noqa: E731
+        for point, guess in zip(found, (mpmath.mpf("0.3"), mpmath.mpf("2.2"))):
+            root = mpmath.findroot(g, guess)
+            assert point.lo <= root <= point.hi and point.hi - point.lo < mpmath.mpf(2) ** -90

@@ -62,6 +62,12 @@ def _cpu_used() -> float:
     return time.process_time()  # user + system CPU time of this process
 
 
+def _cpu_used_with_children() -> float:
+    """This process's CPU time and that of its finished children (nested limits)."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
+
+
 def _child(connection, function, args, seconds):
     signal.signal(signal.SIGPROF, _on_cpu_limit)
     signal.setitimer(signal.ITIMER_PROF, seconds)
@@ -78,9 +84,9 @@ def _child(connection, function, args, seconds):
         result = Failed(f"{type(error).__name__}: {error}"[:500])
     signal.setitimer(signal.ITIMER_PROF, 0)
     try:
-        payload = pickle.dumps(Finished(result, _cpu_used()))
+        payload = pickle.dumps(Finished(result, _cpu_used_with_children()))
     except Exception as error:  # noqa: BLE001 - e.g. an unpicklable result
-        payload = pickle.dumps(Finished(Failed(f"unpicklable result: {error}"), _cpu_used()))
+        payload = pickle.dumps(Finished(Failed(f"unpicklable result: {error}"), _cpu_used_with_children()))
     connection.send_bytes(payload)
     connection.close()
     os._exit(0)
@@ -96,7 +102,8 @@ def run_all(calls, seconds: float, jobs: int = 1, on_done=None, cpu_times=None, 
     ``jobs`` at once, each under a limit of ``seconds`` of its own CPU time.  Returns
     results in order; a call that ran out of time gives ``TimedOut``, one that raised
     gives ``Failed``.  ``on_done(index)`` is called as each call finishes (for progress
-    displays), ``on_result(index, result)`` likewise with the result; ``cpu_times``, a list, receives each call's CPU seconds (None when the
+    displays), ``on_result(index, result)`` likewise with the result.  ``cpu_times``, a
+    list, receives each call's CPU seconds, its own children's included (None when the
     child was killed)."""
     context = mp.get_context("fork")
     calls = list(calls)

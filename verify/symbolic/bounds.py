@@ -124,11 +124,12 @@ def _tail(h, start, side, depth, budget, strict_positive):
     return _tail(slope if side > 0 else -slope, start, side, depth - 1, budget, False)
 
 
-def _taylor_sign(h, z, side_lo, side_hi, strict_positive):
+def _taylor_sign(h, z, side_lo, side_hi, sides):
     """h >= 0 on [side_lo, side_hi] (an r-interval with z at one end or inside), where
     h(z) = 0 exactly: the first non-vanishing derivative h^(k)(z), enclosed with all
     lower ones over the interval (finite, so h is C^k there), fixes the sign of
-    h(r) = h^(k)(xi) (r - z)^k / k!.  Returns True when h > 0 except at z."""
+    h(r) = h^(k)(xi) (r - z)^k / k!.  ``sides``: (-1,), (1,) or (-1, 1), the sides of z
+    that belong to the piece.  Returns True when h > 0 there except at z."""
     derivatives = [h]
     for k in range(1, MAX_TAYLOR_ORDER + 1):
         derivatives.append(sp.diff(derivatives[-1], R))
@@ -148,15 +149,10 @@ def _taylor_sign(h, z, side_lo, side_hi, strict_positive):
         if not (lo > 0 or hi < 0):
             return False
         sign = 1 if lo > 0 else -1
-        z_lo, z_hi = point_enclosure(z, mpf(1)) if not isinstance(z, sp.Rational) else (mpf(z.p) / z.q, mpf(z.p) / z.q)
-        left = side_lo < z_lo  # part of the interval is left of z
-        right = side_hi > z_hi
         if k % 2 == 0:
             return sign > 0
         # odd order: h changes sign at z; positive only on the side where (r - z)^k h^(k) > 0
-        if left and right:
-            return False
-        return (sign > 0) == right
+        return len(sides) == 1 and sign == sides[0]
     return False
 
 
@@ -187,16 +183,15 @@ def _approx(z):
 
 
 def certified_sign_cover(h, a: Point, b: Point, strict_positive: bool, allowed_zeros=None) -> bool:
-    """True when h > 0 on the open piece (a, b) except at exact zeros of h (only r = 1
-    when ``allowed_zeros`` is {1}; any exact zero at r = 1 or at a piece end otherwise),
-    and h >= 0 at those zeros; False when this argument cannot show it (never a
-    refutation).  With ``strict_positive`` False, h >= 0 is enough everywhere."""
+    """True when h > 0 on the closed piece [a, b] (its finite ends included, as limits)
+    except at exact zeros of h (only those in ``allowed_zeros`` when given; r = 1 or an
+    exact piece end otherwise), and h >= 0 at those zeros; False when this argument cannot
+    show it (never a refutation).  With ``strict_positive`` False, h >= 0 is enough
+    everywhere."""
     budget = _Budget(MAX_ENCLOSURES)
     zeros = _zero_points(h, a, b)
-    if allowed_zeros is not None:
-        for z in zeros:
-            if z not in allowed_zeros and not ((a.exact is not None and z == a.exact) or (b.exact is not None and z == b.exact)):
-                return False
+    if allowed_zeros is not None and any(z not in allowed_zeros for z in zeros):
+        return False  # a zero elsewhere, even at a piece end, breaks a strict claim
     with mpmath.workprec(200):
         # u-intervals to cover, after cutting out a neighbourhood of each zero
         lo_u = None if a.is_zero_end else mpf(iv.log(iv.mpf(a.lo)).a) if a.lo > 0 else None
@@ -213,7 +208,9 @@ def certified_sign_cover(h, a: Point, b: Point, strict_positive: bool, allowed_z
                 if hi_u is not None:
                     hole = (hole[0], min(hole[1], hi_u))
                 r_lo, r_hi = _r_range(*hole)
-                if _taylor_sign(h, z, r_lo, r_hi, strict_positive):
+                sides = (1,) if a.exact is not None and z == a.exact else (-1,) if b.exact is not None and z == b.exact \
+                    else (-1, 1)
+                if _taylor_sign(h, z, r_lo, r_hi, sides):
                     holes.append(hole)
                     break
             else:
@@ -296,3 +293,101 @@ def leading_term(expr, side: int):
             return None  # cannot tell whether this term cancels
         return a, k, (1 if lo > 0 else -1) * (1 if side > 0 or k % 2 == 0 else -1)
     return None, None, 0
+
+
+# ----------------------------------------------------------- certified root isolation
+
+SPLIT = mpf(63) / 128  # off-centre, so that u = 0 (r = 1) is not a split point
+
+
+def _sign_on(h, u_lo, u_hi, budget):
+    """+1 / -1 when h has that sign on all of log r in [u_lo, u_hi] (certified), else None."""
+    for form in _forms(h):
+        enclosure = _enclose_r(form, *_r_range(u_lo, u_hi), budget)
+        if enclosure is not None and (enclosure[0] > 0 or enclosure[1] < 0):
+            return 1 if enclosure[0] > 0 else -1
+    return None
+
+
+def certified_roots(g, a: Point, b: Point):
+    """The zeros of g in the open piece (a, b), each enclosed to a relative width of
+    2**-100, by interval arithmetic alone: the tails have one sign (``_tail``); in the
+    middle, an interval where g excludes 0 has no zero, and one where g' excludes 0 (g
+    strictly monotone) with a certified sign change at its ends has exactly one.
+    Raises Undecided when subdivision does not settle it."""
+    budget = _Budget(MAX_ENCLOSURES)
+    slope = sp.diff(g, R)
+    with mpmath.workprec(200):
+        lo_u = None if a.is_zero_end else mpf(iv.log(iv.mpf(a.hi)).b)
+        hi_u = None if b.is_infinite_end else mpf(iv.log(iv.mpf(b.lo)).a)
+        for start in TAIL_STARTS:
+            left = lo_u if lo_u is not None else -mpf(start)
+            right = hi_u if hi_u is not None else mpf(start)
+            if left >= right:
+                continue
+            if lo_u is None and not (_tail(g, left, -1, TAIL_DEPTH, budget, True)
+                                     or _tail(-g, left, -1, TAIL_DEPTH, budget, True)):
+                continue
+            if hi_u is None and not (_tail(g, right, 1, TAIL_DEPTH, budget, True)
+                                     or _tail(-g, right, 1, TAIL_DEPTH, budget, True)):
+                continue
+            break
+        else:
+            raise Undecided(f"cannot show that {g} keeps one sign towards r = 0 or r = oo")
+        if lo_u is not None and hi_u is not None and lo_u >= hi_u:
+            raise Undecided(f"cannot separate the ends of ({a}, {b})")
+        # no zero may hide inside an end's own enclosure (or next to an exact end)
+        for end, gap in ((a, None if lo_u is None else (mpf(iv.log(iv.mpf(a.lo)).a), lo_u)),
+                         (b, None if hi_u is None else (hi_u, mpf(iv.log(iv.mpf(b.hi)).b)))):
+            if gap is None or _sign_on(g, *gap, budget) is not None:
+                continue
+            if end.exact is not None and _identically_zero(g.xreplace({R: end.exact})) \
+                    and _sign_on(slope, *gap, budget) is not None:
+                continue  # the only zero there is the end itself, outside the open piece
+            raise Undecided(f"cannot tell whether {g} vanishes next to r = {end}")
+        found = []
+        stack = [(left, right)]
+        while stack:
+            lo, hi = stack.pop()
+            if _sign_on(g, lo, hi, budget) is not None:
+                continue
+            if _sign_on(slope, lo, hi, budget) is not None:
+                ends = (_sign_on(g, lo, lo, budget), _sign_on(g, hi, hi, budget))
+                if None not in ends:
+                    if ends[0] != ends[1]:
+                        found.append(_bisect(g, lo, hi, ends[0], budget))
+                    continue
+            if hi - lo < MIN_WIDTH:
+                raise Undecided(f"cannot isolate the zeros of {g} near r = {mpmath.nstr(mpmath.exp(lo), 20)}")
+            middle = lo + (hi - lo) * SPLIT
+            stack += [(middle, hi), (lo, middle)]
+        # the open piece excludes its ends: a zero enclosed at an end is not inside
+        return sorted(found, key=lambda p: p.lo)
+
+
+def _bisect(g, lo, hi, sign_lo, budget):
+    """Enclose the one zero of g (strictly monotone) with log r in [lo, hi]."""
+    r_lo, r_hi = _r_range(lo, lo)[1], _r_range(hi, hi)[0]
+    for _ in range(400):
+        if r_hi - r_lo <= mpf(2) ** -100 * r_hi:
+            return Point(None, r_lo, r_hi)
+        middle = (r_lo + r_hi) / 2
+        sign = _sign_on_r(g, middle, budget)
+        if sign is None:
+            break
+        if sign == sign_lo:
+            r_lo = middle
+        else:
+            r_hi = middle
+    if r_hi - r_lo <= mpf(2) ** -60 * r_hi:
+        return Point(None, r_lo, r_hi)
+    raise Undecided(f"cannot isolate a zero of {g} near r = {mpmath.nstr(r_lo, 20)}")
+
+
+def _sign_on_r(g, x, budget):
+    budget.spend()
+    try:
+        lo, hi = point_enclosure(g, x)
+    except Uncertain:
+        return None
+    return 1 if lo > 0 else -1 if hi < 0 else None

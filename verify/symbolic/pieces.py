@@ -11,6 +11,7 @@ from mpmath import mpf
 
 from verify.certified import Point, Uncertain, constant_enclosure, interior_point, sign_at, to_rational
 from verify.expression import R
+from verify.symbolic.bounds import certified_roots
 from verify.symbolic.values import (
     INF, MAX_CELLS, MAX_ROOT_DEPTH, ZERO, Undecided, _identically_zero, _NONSMOOTH, sign_of, value_at,
 )
@@ -166,7 +167,13 @@ def roots(g, a: Point, b: Point, depth=0):
     found = _exact_solutions(g, a, b)
     if found is not None:
         return found
-    turning = critical_points(g, a, b, depth)
+    try:
+        turning = critical_points(g, a, b, depth)
+    except Undecided:
+        if depth:
+            raise
+        # sympy cannot place the turning points: isolate the zeros by interval arithmetic
+        return [_snap(g, point) for point in certified_roots(g, a, b)]
     if turning == "constant":
         sample = sign_at(g, interior_point(a, b))
         if sample is None:

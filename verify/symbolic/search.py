@@ -55,23 +55,31 @@ def find_below(h, threshold=0, skip_one=False):
 def find_concavity(f):
     """Two points a < b with f((a+b)/2) > (f(a) + f(b))/2, certified (the midpoint is
     exact at WORKING_BITS)."""
+    tiny = None  # a certified chord whose excess is lost in rounding at 30 digits
     for step in (64, 16, 4, 1):  # wide chords first: a plainer counterexample
         for left, right in zip(SCAN[::step], SCAN[2 * step::step]):
             found = _chord(f, left, right)
-            if found is not None:
-                return found
-    return None
+            if found is None:
+                continue
+            if found[3] > PLAIN_EXCESS * (1 + abs(found[4])):
+                return found[:4]
+            tiny = tiny or found[:4]
+    return tiny
+
+
+PLAIN_EXCESS = mpf(10) ** -30  # a chord excess anyone can see at 60 digits
 
 
 def _chord(f, left, right):
-    """(a, m, b, excess) if f(m) > (f(a) + f(b))/2 is certified at m = (a + b)/2, else None."""
+    """(a, m, b, excess, upper bound of f(m)) if f(m) > (f(a) + f(b))/2 is certified at
+    m = (a + b)/2, else None."""
     middle = mpmath.ldexp(mpmath.fadd(left, right, exact=True), -1)
     try:
         fa, fb, fm = enclose(f, left), enclose(f, right), enclose(f, middle)
     except Uncertain:
         return None
     excess = fm[0] - (fa[1] + fb[1]) / 2
-    return (left, middle, right, excess) if excess > 0 else None
+    return (left, middle, right, excess, fm[1]) if excess > 0 else None
 
 
 def _chord_near(f, point: Point):
@@ -84,7 +92,7 @@ def _chord_near(f, point: Point):
         step = centre * mpf(2) ** -k
         found = _chord(f, mpf(float(centre - step)), mpf(float(centre + step)))
         if found is not None:
-            return found
+            return found[:4]
     return None
 
 

@@ -11,12 +11,16 @@ Run:
 """
 import argparse
 import multiprocessing as mp
+import sys
 import time
+from pathlib import Path
 
-import estimators
-from verify.claims import SYMBOLIC
-from verify.expression import as_expression_with_domain
-from verify.symbolic import DEFAULT_TIMEOUT, SYMPY_SHARE, decide
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import estimators  # noqa: E402
+from verify.claims import SYMBOLIC  # noqa: E402
+from verify.expression import as_expression_with_domain  # noqa: E402
+from verify.symbolic import DEFAULT_TIMEOUT, SYMPY_SHARE, decide  # noqa: E402
 
 REQUIRED_MARGIN = 5.0
 

@@ -10,9 +10,9 @@ in log r, and checks each claim's definition (or its characterisation) on that g
 A "proved" claim the oracle sees fail, or a "refuted" claim whose counterexample does
 not re-check (tests/recheck.py), is a wrong verdict.
 
-Run from the repository root (the baseline: the same script with PYTHONPATH pointing
-at a copy of an older tree):
-    python scripts/symbolic_campaign.py [--count 40] [--seed 11] [--json out.json]
+Run (``--tree``: the source tree whose ``verify`` is tested, default this repository; a
+copy of an older commit gives the baseline, e.g. ``git archive main | tar -x -C /tmp/base``):
+    python scripts/symbolic_campaign.py [--count 40] [--seed 11] [--tree DIR] [--json out.json]
 """
 from __future__ import annotations
 
@@ -26,7 +26,21 @@ from pathlib import Path
 import mpmath
 import sympy as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tree_from_argv():
+    """--tree must take effect before verify is imported."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--tree" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith("--tree="):
+            return arg.split("=", 1)[1]
+    return str(ROOT)
+
+
+sys.path.insert(0, _tree_from_argv())
+sys.path.insert(1, str(ROOT / "tests"))  # the re-check is this repository's, whatever the tree
 
 from recheck import recheck  # noqa: E402
 from verify.claims import SYMBOLIC  # noqa: E402
@@ -153,10 +167,12 @@ def main(argv=None):
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--json", help="write every verdict to this file")
+    parser.add_argument("--tree", default=str(ROOT), help="source tree to test (default: this repository)")
     parser.add_argument("--timeout", type=float, default=None, help="per-claim limit (default: the prover's)")
     args = parser.parse_args(argv)
     from verify.symbolic import decide
 
+    print(f"verify from {Path(sys.modules['verify'].__file__).parent}", flush=True)
     rng = random.Random(args.seed)
     texts = []
     while len(texts) < args.count:

@@ -17,7 +17,9 @@ import time
 from verify import UsageError
 from verify.symbolic import decide
 from verify.certified import Point
-from verify.symbolic.bounds import certified_roots, certified_sign_cover, leading_term
+from verify.symbolic.bounds import (
+    bounded_growth_power, certified_roots, certified_sign_cover, dominant_sign_on_tail, leading_term,
+)
 from verify.symbolic.values import INF, ONE, ZERO
 from verify.timelimit import TimedOut, run_all
 
@@ -139,6 +141,10 @@ KNOWN = {
     # a term that cancels exactly (r - r = 0) must not count
     "-log(r) + exp(-r)": dict(linear_growth_in_log_ratio=P, subexponential_growth=P),
     "r*log(r) - r*log(r) + log(r)**3": dict(subexponential_growth=P, linear_growth_in_log_ratio=X),
+    # found by the random campaign (scripts/symbolic_campaign.py): f'' = 1/(2 r^2) + 2 +
+    # log(r) / (4 r^(3/2)) > 0, and f'' = 2 e^-r + (sqrt(r) - 1) / (2 r^2) > 0 for r > 1
+    "1/2*(-log(r)) + 2*((r - 1)**2/2) + -1*(r**0.5*log(r)) + -1e-12": dict(convex=P, nonnegative=X),
+    "2*(exp(-r)) + 2*((sqrt(r) - 1)**2) + 1/2*(Abs(log(r)))": dict(convex=P, nonnegative=P),
 }
 
 
@@ -272,6 +278,37 @@ def test_waiting_does_not_count_against_a_cpu_limit():
     assert run_all([(_sleep, (1.5,))], 1.0) == ["done"]
 
 
+def _step_then_spin():
+    from verify.timelimit import StepTimeExceeded, cpu_limited
+
+    try:
+        with cpu_limited(0.2):
+            _spin(5.0)
+        return "the step was not stopped"
+    except StepTimeExceeded:
+        pass
+    _spin(5.0)
+    return "the outer limit was not restored"
+
+
+def _step_only():
+    from verify.timelimit import StepTimeExceeded, cpu_limited
+
+    try:
+        with cpu_limited(0.2):
+            _spin(5.0)
+    except StepTimeExceeded:
+        return "stopped"
+    return "the step was not stopped"
+
+
+def test_a_step_limit_stops_the_step_and_keeps_the_outer_limit():
+    """cpu_limited (around solveset) raises in the step, well before the worker's 3 s;
+    then the worker's own limit (restored) still stops it."""
+    assert run_all([(_step_only, ())], 3.0) == ["stopped"]
+    assert isinstance(run_all([(_step_then_spin, ())], 1.0)[0], TimedOut)
+
+
 def test_computing_past_the_cpu_limit_is_a_timeout():
     cpu = []
     assert isinstance(run_all([(_spin, (5.0,))], 0.3, cpu_times=cpu)[0], TimedOut)
@@ -344,3 +381,31 @@ def test_certified_roots_of_a_transcendental_switch():
         for point, guess in zip(found, (mpmath.mpf("0.3"), mpmath.mpf("2.2"))):
             root = mpmath.findroot(g, guess)
             assert point.lo <= root <= point.hi and point.hi - point.lo < mpmath.mpf(2) ** -90
+
+
+@pytest.mark.parametrize("text,side,at_most", [
+    # log(1 + r) - log(r) -> 0 at oo: d/du = -1/(1 + e^u) is bounded (common denominator)
+    ("log(1 + r) - log(r)", 1, 1),
+    # -log(r) + sqrt(r): e^(u/2) grows, but at r -> 0 only -u matters: g' = -1 + e^(u/2)/2
+    ("-log(r) + sqrt(r)", -1, 1),
+    ("log(r)**3 + exp(-r)", -1, 3),
+])
+def test_bounded_derivative_on_a_tail_bounds_growth(text, side, at_most):
+    k = bounded_growth_power(parse_expression(text), side, 8)
+    assert k is not None and k <= at_most
+
+
+def test_no_bounded_derivative_where_f_grows_like_a_power_of_r():
+    assert bounded_growth_power(parse_expression("sqrt(r**2 + 1)"), 1, 8) is None
+
+
+def test_dominant_term_fixes_the_sign_of_a_tail():
+    """h = 1/(2 r^2) + 2 + log(r) / (4 r^(3/2)): as r -> 0 the first term outweighs the
+    third (|u| e^(-3u/2) / e^(-2u) = |u| e^(u/2), at most 8 e^(-4) at |u| >= 8); interval
+    arithmetic alone sees [-oo, oo] there.  A positive term sympy can sign (e^(-r)) may
+    ride along."""
+    h = 1 / (2 * R ** 2) + 2 + sp.log(R) / (4 * R ** sp.Rational(3, 2))
+    assert dominant_sign_on_tail(h, 8, -1) == 1
+    assert dominant_sign_on_tail(h + sp.exp(-R), 8, -1) == 1
+    assert dominant_sign_on_tail(h - sp.exp(-R), 8, -1) is None
+    assert dominant_sign_on_tail(-h, 8, -1) == -1

@@ -17,6 +17,7 @@ import pickle
 import resource
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
@@ -54,8 +55,48 @@ class Finished:
     cpu_seconds: float
 
 
+class StepTimeExceeded(BaseException):
+    """Raised inside ``cpu_limited`` when one step (a solveset call) runs out of its own
+    CPU budget; the enclosing limit keeps running."""
+
+
+_steps: list = []  # active cpu_limited budgets, innermost last: (outer remaining, budget)
+
+
 def _on_cpu_limit(signum, frame):
+    if _steps:
+        raise StepTimeExceeded()
     raise CpuTimeExceeded()
+
+
+@contextmanager
+def cpu_limited(seconds: float):
+    """Run a step under ``seconds`` of this process's CPU time (StepTimeExceeded when
+    it runs out), inside whatever limit the process already has: the outer profiling
+    timer is restored, less the time the step used.  Nested use is not supported (an
+    inner step runs under the outer step's limit only)."""
+    if _steps:
+        yield
+        return
+    outer, _ = signal.getitimer(signal.ITIMER_PROF)
+    if outer and outer <= seconds:
+        yield  # the whole limit ends first: nothing to add
+        return
+    previous = signal.signal(signal.SIGPROF, _on_cpu_limit)
+    start = time.process_time()
+    _steps.append((outer, seconds))
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        _steps.pop()
+        signal.signal(signal.SIGPROF, previous)
+        if outer:
+            left = outer - (time.process_time() - start)
+            if left <= 0:
+                raise CpuTimeExceeded()
+            signal.setitimer(signal.ITIMER_PROF, left)
 
 
 def _cpu_used() -> float:

@@ -103,6 +103,10 @@ def _tail(h, start, side, depth, budget, strict_positive):
     enclosed in u = log r: directly, or as h > 0 at the start with h moving away from 0
     on the whole tail (h' >= 0 going right, h' <= 0 going left; dh/du = r dh/dr)."""
     lo, hi = (start, mpmath.inf) if side > 0 else (-mpmath.inf, start)
+    budget.spend()
+    dominated = dominant_sign_on_tail(h, side * start, side)
+    if dominated is not None:
+        return dominated > 0
     for form in _forms(h):
         budget.spend()
         try:
@@ -242,35 +246,48 @@ def certified_sign_cover(h, a: Point, b: Point, strict_positive: bool, allowed_z
 # ---------------------------------------------------------------- leading terms in log r
 
 
-def exponential_polynomial(expr):
+def exponential_polynomial(expr, rest=None):
     """f(e^u) as {(a, k): c}, meaning the sum of c u^k e^(a u) with rational a, integer
     k and exact real constants c (terms with equal (a, k) summed); None when f(e^u) is
-    not of that form."""
+    not of that form.  With a list ``rest``, terms not of that form are put there (as
+    expressions in u) instead."""
     g = sp.expand(sp.powsimp(expr.xreplace({R: sp.exp(LOG_RATIO)}), combine="exp"))
     terms: dict = {}
     for term in sp.Add.make_args(g):
-        coefficient, a, k = sp.S.One, sp.S.Zero, 0
-        for factor in sp.Mul.make_args(term):
-            if not factor.has(LOG_RATIO):
-                if not (factor.is_real and factor.is_finite):
-                    return None
-                coefficient *= factor
-            elif factor == LOG_RATIO:
-                k += 1
-            elif factor.is_Pow and factor.base == LOG_RATIO and factor.exp.is_Integer:
-                k += int(factor.exp)
-            elif isinstance(factor, sp.exp) or (factor.is_Pow and factor.base is sp.E):
-                argument = sp.expand(factor.args[0] if isinstance(factor, sp.exp) else factor.exp)
-                slope = argument.coeff(LOG_RATIO, 1)
-                rest = sp.expand(argument - slope * LOG_RATIO)
-                if rest.has(LOG_RATIO) or not slope.is_Rational:
-                    return None
-                a += slope
-                coefficient *= sp.exp(rest)
-            else:
+        parsed = _exponential_term(term)
+        if parsed is None:
+            if rest is None:
                 return None
+            rest.append(term)
+            continue
+        coefficient, a, k = parsed
         terms[(a, k)] = terms.get((a, k), sp.S.Zero) + coefficient
     return terms
+
+
+def _exponential_term(term):
+    """(c, a, k) for a term c u^k e^(a u), else None."""
+    coefficient, a, k = sp.S.One, sp.S.Zero, 0
+    for factor in sp.Mul.make_args(term):
+        if not factor.has(LOG_RATIO):
+            if not (factor.is_real and factor.is_finite):
+                return None
+            coefficient *= factor
+        elif factor == LOG_RATIO:
+            k += 1
+        elif factor.is_Pow and factor.base == LOG_RATIO and factor.exp.is_Integer:
+            k += int(factor.exp)
+        elif isinstance(factor, sp.exp) or (factor.is_Pow and factor.base is sp.E):
+            argument = sp.expand(factor.args[0] if isinstance(factor, sp.exp) else factor.exp)
+            slope = argument.coeff(LOG_RATIO, 1)
+            rest = sp.expand(argument - slope * LOG_RATIO)
+            if rest.has(LOG_RATIO) or not slope.is_Rational:
+                return None
+            a += slope
+            coefficient *= sp.exp(rest)
+        else:
+            return None
+    return coefficient, a, k
 
 
 def leading_term(expr, side: int):
@@ -280,6 +297,11 @@ def leading_term(expr, side: int):
     terms = exponential_polynomial(expr)
     if terms is None:
         return None
+    return _leading(terms, side)
+
+
+def _leading(terms, side):
+    """The dominant (a, k, sign) of {(a, k): c} at u -> side * oo (see leading_term)."""
     # order of growth as u -> side * oo: e^(a u) first (by side * a), then |u|^k
     for (a, k) in sorted(terms, key=lambda ak: (side * ak[0], ak[1]), reverse=True):
         c = terms[(a, k)]
@@ -391,3 +413,66 @@ def _sign_on_r(g, x, budget):
     except Uncertain:
         return None
     return 1 if lo > 0 else -1 if hi < 0 else None
+
+
+def bounded_growth_power(expr, side: int, max_power: int):
+    """The least k <= max_power such that the k-th derivative of g(u) = f(e^u) in u has
+    a finite enclosure on a whole tail u >= T (side +1) or u <= -T (side -1): then
+    |f| <= A + B |log r|^k at that end (integrate k times).  None if none is found."""
+    g = expr.xreplace({R: sp.exp(LOG_RATIO)})
+    derivative = g
+    for k in range(max_power + 1):
+        if k:
+            derivative = sp.diff(derivative, LOG_RATIO)
+        for form in _forms(derivative):
+            for start in TAIL_STARTS:
+                lo, hi = (mpf(start), mpmath.inf) if side > 0 else (-mpmath.inf, -mpf(start))
+                try:
+                    enclosure = enclose(form, lo, hi, variable=LOG_RATIO)
+                except Uncertain:
+                    continue
+                if _finite(*enclosure):
+                    return k
+    return None
+
+
+def dominant_sign_on_tail(h, distance, side: int):
+    """The sign of h for every |log r| >= distance on one side (side +1: r -> oo, -1:
+    r -> 0), when h(e^u) is an exponential polynomial whose leading term c u^k e^(a u)
+    outweighs all the others there: each other term divided by it is
+    (c_i / c) |u|^m e^(-b |u|) with b >= 0, non-increasing in |u| once |u| >= m / b, so
+    its size on the tail is at most its size at |u| = distance; if those sizes add up to
+    less than 1 (interval arithmetic), h has the leading term's sign.  None otherwise."""
+    distance = mpf(distance)
+    if distance < 1:
+        return None
+    others = []  # terms that are not c u^k e^(a u): allowed if sympy knows their sign
+    terms = exponential_polynomial(h, others)
+    if not terms:
+        return None
+    lead = _leading(terms, side)
+    if lead is None or lead[0] is None:
+        return None
+    a, k, sign = lead
+    for term in others:
+        if not ((sign > 0 and term.is_nonnegative) or (sign < 0 and term.is_nonpositive)):
+            return None
+    c = terms[(a, k)]
+    total = iv.mpf(0)
+    try:
+        c_enclosure = iv.mpf(point_enclosure(c, mpf(1)))
+        for (a_i, k_i), c_i in terms.items():
+            if (a_i, k_i) == (a, k) or _identically_zero(c_i):
+                continue
+            decay = side * (a - a_i)  # >= 0: the leading term grows at least as fast
+            power = k_i - k
+            if decay < 0 or (decay == 0 and power >= 0):
+                return None
+            if decay > 0 and power > 0 and distance < power / decay:
+                return None  # |u|^m e^(-b |u|) still increasing at this distance
+            ratio = iv.mpf(point_enclosure(c_i, mpf(1))) / c_enclosure
+            size = abs(ratio) * iv.mpf(distance) ** int(power) * iv.exp(-iv.mpf(decay.p) / decay.q * distance)
+            total += size
+    except (Uncertain, ZeroDivisionError):
+        return None
+    return sign if mpf(total.b) < 1 else None

@@ -13,7 +13,7 @@ from verify.certified import (
 )
 from verify.claims import PROVED, REFUTED, Verdict
 from verify.expression import R
-from verify.symbolic.bounds import certified_sign_cover, leading_term
+from verify.symbolic.bounds import bounded_growth_power, certified_sign_cover, leading_term
 from verify.symbolic.domain import Analysis
 from verify.symbolic.pieces import cell_at, cell_sample, critical_points, decompose
 from verify.symbolic.search import _chord_near, _counter_r, find_below, find_concavity
@@ -31,7 +31,7 @@ CERTIFIED_COVER = ("certified interval cover (mpmath.iv): subdivision in log r, 
 
 def _need_cells(analysis: Analysis):
     if not analysis.domain_known:
-        raise Undecided("could not establish where f is defined")
+        raise Undecided(analysis.cells_error or "could not establish where f is defined")
     if analysis.cells is None:
         raise Undecided(analysis.cells_error or "could not split f into smooth pieces")
     return analysis.cells
@@ -280,6 +280,15 @@ class _Claims:
         leading = [leading_term(expr, -1 if point.is_zero_end else 1) for expr, point, _ in ends]
         if None not in leading:
             return self._growth_from_leading_terms(max_power, claim, ends, leading)
+        bounded = [lead if lead is not None
+                   else bounded_growth_power(expr, -1 if point.is_zero_end else 1, min(max_power, MAX_GROWTH_POWER))
+                   for (expr, point, _), lead in zip(ends, leading)]
+        bounded = [_power_of_leading_term(b, -1 if end[1].is_zero_end else 1) if isinstance(b, tuple) else b
+                   for b, end in zip(bounded, ends)]
+        if None not in bounded and "every" not in bounded and max(bounded) <= max_power:
+            return Verdict(PROVED, "leading term in log r, or a k-th derivative in log r bounded on the whole tail "
+                           "(interval enclosure); f continuous on (0, oo)",
+                           f"f / |log r|^{max(bounded)} stays bounded at both ends")
         powers = []
         for (expr, point, direction), lead in zip(ends, leading):
             if lead is not None:

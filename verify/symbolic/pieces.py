@@ -12,6 +12,7 @@ from mpmath import mpf
 from verify.certified import Point, Uncertain, constant_enclosure, interior_point, sign_at, to_rational
 from verify.expression import R
 from verify.symbolic.bounds import certified_roots
+from verify.timelimit import StepTimeExceeded, cpu_limited
 from verify.symbolic.values import (
     INF, MAX_CELLS, MAX_ROOT_DEPTH, ZERO, Undecided, _identically_zero, _NONSMOOTH, sign_of, value_at,
 )
@@ -90,6 +91,11 @@ def _rational_hull(low, high):
     return constant_enclosure(low)[0], constant_enclosure(high)[1]
 
 
+# CPU seconds for one solveset call: it can spend minutes on a transcendental equation
+# that it will not solve; the certified root isolation takes over.
+SOLVESET_SECONDS = 1.0
+
+
 def _exact_solutions(g, a: Point, b: Point):
     """Zeros of g in (a, b) from solveset (or exact real-root isolation of a polynomial
     numerator), or None when neither gives an explicit set."""
@@ -97,9 +103,10 @@ def _exact_solutions(g, a: Point, b: Point):
     if polynomial is not None:
         return polynomial
     try:
-        solutions = sp.solveset(g, R, _interval(a, b))
-    except Exception:  # noqa: BLE001 - a sympy failure is "not settled", never a verdict
-        return _polynomial_solutions(g, a, b)
+        with cpu_limited(SOLVESET_SECONDS):
+            solutions = sp.solveset(g, R, _interval(a, b))
+    except (Exception, StepTimeExceeded):  # noqa: BLE001 - a sympy failure is "not settled", never a verdict
+        return None
     if solutions is sp.S.EmptySet:
         return []
     if isinstance(solutions, sp.FiniteSet):

@@ -1,8 +1,11 @@
 """Benchmark: wall time of `python -m verify check EXPR` deciding all 13 symbolic claims.
 
-Target (issue 2): median under 5 s on the 2-core machine.  Run:
+Target (issues 11 and 12): median at most 2 s on an idle 2-core machine.  The limits
+count CPU time, so a busy machine changes the wall time, not the verdicts: the figure
+printed says how loaded the machine was (load average).  Run:
     python benchmarks/bench_check.py
 """
+import os
 import statistics
 import subprocess
 import sys
@@ -40,7 +43,7 @@ def main():
         times.append(elapsed)
         print(f"{elapsed:6.2f} s  undecided={undecided}  {expr}")
     print(f"median {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} expressions "
-          f"(target: median < 5 s)")
+          f"(target: median <= 2 s idle); load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

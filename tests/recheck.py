@@ -30,7 +30,12 @@ def function(expr):
 
 
 def _ratio(value):
-    return mpmath.mpf(value) if not isinstance(value, str) else mpmath.mpf(Fraction(value).numerator) / Fraction(value).denominator
+    """A ratio as printed: a float, an exact decimal or fraction string, or "2**k"."""
+    if not isinstance(value, str):
+        return mpmath.mpf(value)
+    if value.startswith("2**"):
+        return mpmath.ldexp(mpmath.mpf(1), int(value[3:]))
+    return mpmath.mpf(Fraction(value).numerator) / Fraction(value).denominator
 
 
 def recheck(expr, claim, example) -> bool:
@@ -65,7 +70,7 @@ def recheck(expr, claim, example) -> bool:
                 return abs(mean - kl) > mpmath.mpf(10) ** -1400
         if claim in ("loss_grad_zero", "loss_grad_kl_qp", "loss_grad_kl_pq", "reward_grad_kl_qp"):
             def h(x):
-                slope = mpmath.diff(f, x)
+                slope = mpmath.diff(f, x, h=x * mpmath.mpf(10) ** -20)  # a step relative to x: x may be 2**-300
                 return {"loss_grad_zero": x * slope, "loss_grad_kl_qp": x * slope - mpmath.log(x),
                         "loss_grad_kl_pq": x * slope - x, "reward_grad_kl_qp": f(x) + mpmath.log(x)}[claim]
             a, b = (_ratio(x) for x in example["r"])

@@ -67,8 +67,8 @@ def _exact_number(value) -> iv.mpf:
     raise Uncertain(f"no enclosure for the constant {value}")
 
 
-def _walk(expr, x):
-    if expr == R:  # not "is": a pickled expression may carry an equal copy of R
+def _walk(expr, x, variable=R):
+    if expr == variable:  # not "is": a pickled expression may carry an equal copy of R
         return x
     if expr.is_Number or expr in (sp.E, sp.pi):
         if expr.is_Float:
@@ -77,32 +77,32 @@ def _walk(expr, x):
             raise Uncertain("infinite constant")
         return _exact_number(expr)
     if expr.is_Add:
-        total = _walk(expr.args[0], x)
+        total = _walk(expr.args[0], x, variable)
         for arg in expr.args[1:]:
-            total = total + _walk(arg, x)
+            total = total + _walk(arg, x, variable)
         return total
     if expr.is_Mul:
-        total = _walk(expr.args[0], x)
+        total = _walk(expr.args[0], x, variable)
         for arg in expr.args[1:]:
-            total = total * _walk(arg, x)
+            total = total * _walk(arg, x, variable)
         return total
     if expr.is_Pow:
         base, exponent = expr.args
         if base is sp.E:
-            return iv.exp(_walk(exponent, x))
-        return _iv_pow(_walk(base, x), exponent, _walk(exponent, x))
+            return iv.exp(_walk(exponent, x, variable))
+        return _iv_pow(_walk(base, x, variable), exponent, _walk(exponent, x, variable))
     if isinstance(expr, sp.exp):
-        return iv.exp(_walk(expr.args[0], x))
+        return iv.exp(_walk(expr.args[0], x, variable))
     if isinstance(expr, sp.log):
-        arg = _walk(expr.args[0], x)
+        arg = _walk(expr.args[0], x, variable)
         if _lower(arg) <= 0:
             raise Uncertain("log of an interval that reaches 0")
         return iv.log(arg)
     if isinstance(expr, sp.Abs):
-        return _abs(_walk(expr.args[0], x))
+        return _abs(_walk(expr.args[0], x, variable))
     if isinstance(expr, (sp.Min, sp.Max)):
         combine = _min if isinstance(expr, sp.Min) else _max
-        values = [_walk(a, x) for a in expr.args]
+        values = [_walk(a, x, variable) for a in expr.args]
         total = values[0]
         for value in values[1:]:
             total = combine(total, value)
@@ -110,14 +110,16 @@ def _walk(expr, x):
     raise Uncertain(f"no interval rule for {type(expr).__name__}")
 
 
-def enclose(expr, lo, hi=None, digits=DIGITS):
-    """An interval containing expr(r) for every r in [lo, hi]; Uncertain if none."""
+def enclose(expr, lo, hi=None, digits=DIGITS, variable=R):
+    """An interval containing expr(r) for every r in [lo, hi]; Uncertain if none.
+    ``variable``: the symbol that ranges over [lo, hi] (r unless told; the ends may be
+    infinite, e.g. u = log r over [T, inf])."""
     saved = iv.prec
     iv.prec = int(digits * 3.33)
     try:
         x = iv.mpf([lo, lo if hi is None else hi])
         try:
-            value = _walk(expr, x)
+            value = _walk(expr, x, variable)
         except (ZeroDivisionError, ValueError, mpmath.libmp.ComplexResult) as error:
             raise Uncertain(str(error)) from None
         lo_value, hi_value = _lower(value), _upper(value)

@@ -94,6 +94,13 @@ def test_choosing_page_is_linked_first_and_answers_the_question(small_reports, c
     far = results["choosing"]["gradient_mse"]["far"]["rankings"]
     assert far["kl_qp"]["4096"][0]["estimator"] == "k2" and far["kl_pq"]["4096"][0]["estimator"] == "k3"
     assert "exact MSE of the batch-mean loss gradient" in page
+    # the short answer counts first places: at n = 4096 against KL(q||p) the unbiased k1, k3 lead
+    summary = next(line for line in page.splitlines() if line.startswith("| value, KL(q‖p), n = 4096 |"))
+    cells = [c.strip() for c in summary.strip("|").split("|")]
+    header = next(line for line in page.splitlines() if line.startswith("| use, KL meant"))
+    names = [c.strip() for c in header.strip("|").split("|")][2:]
+    firsts = dict(zip(names, map(int, cells[2:])))
+    assert firsts["k2"] < firsts["k3"] and sum(firsts.values()) >= int(cells[1])
 
 
 def test_figures_are_legible(small_reports):

@@ -245,3 +245,17 @@ def test_hostile_expression_is_refused_without_sympy():
             "print('sympy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_check_implementation_for_the_plugin():
+    import numpy as np
+
+    def naive_k3(logp, logq):
+        t = np.subtract(logp, logq)
+        return np.exp(t) - 1 - t
+
+    verdicts = verify.api.check_implementation(naive_k3, "r - 1 - log(r)", ["fp_nonnegative"], ["bfloat16"],
+                                               profile="dev")
+    assert verdicts["fp_nonnegative@bfloat16"].verdict == "refuted"
+    with pytest.raises(UsageError):
+        verify.api.check_implementation(naive_k3, "r - 1 - log(r)", dtypes=["float8"])

@@ -26,6 +26,9 @@ COMMANDS = {
     "claims": "what a claim, verdict, gradient mode or exit code means",
 }
 
+# Commands that can take more than 2 s and report no steps of their own.
+_ELAPSED_ONLY = ("fuzz", "gradients", "moments")
+
 EPILOG = ("Claims, verdicts, modes and exit codes are defined in docs/claims.md "
           "(`kl-verify claims [NAME]` prints them).")
 
@@ -74,6 +77,11 @@ def main(argv=None) -> int:
         args = parser.parse_args(arguments)
         if args.command is None:
             raise UsageError(f"missing command; one of: {', '.join(COMMANDS)} (see --help)")
+        if args.command in _ELAPSED_ONLY:  # commands without their own progress: the elapsed time
+            from verify.commands.progress import Progress
+
+            with Progress(f"kl-verify {args.command}"):
+                return int(args.run(args))
         return int(args.run(args))
     except UsageError as error:
         message = " ".join(str(error).split())

@@ -20,7 +20,10 @@ def test_values_within_their_bounds_tie():
                     {"estimator": "k9", "mse": math.inf, "abs_error": 0.0}])
     assert [(e["estimator"], e["rank"]) for e in entries] == [("k1", 1), ("k3", 1), ("k2", 3), ("k9", 4)]
     assert report._tied_order([("k3", 1.2e-16, 1e-15), ("k1", 2.3e-16, 1e-15), ("k2", 0.5, 1e-15)]) == \
-        "k1 (0 (± 1e-15)) = k3 (0 (± 1e-15)) < k2 (0.5)"
+        "k1 (0 (± 2e-15)) = k3 (0 (± 2e-15)) < k2 (0.5)"
+    # printed bounds are rounded up, never down
+    assert report._bound_text(1.4e-15) == "2e-15" and report._bound_text(9.5e-13) == "1e-12"
+    assert report._bound_text(0.031) == "0.04" and report._bound_text(3e-7) in ("3e-07", "4e-07")
     assert report._with_bound(3e-3, 1e-15) == "0.003"
     assert report._with_bound(math.inf, 0.0) == "∞"
 

@@ -161,8 +161,19 @@ def _with_bound(value, bound, digits=2) -> str:
     if not isinstance(value, float) or math.isnan(value):
         return "n/a"
     if isinstance(bound, float) and math.isfinite(bound) and abs(value) <= bound:
-        return f"0 (± {bound:.1g})"
+        return f"0 (± {_bound_text(bound)})"
     return _number(value, digits)
+
+
+def _bound_text(bound: float) -> str:
+    """An error bound to one significant digit, rounded up (a printed bound must hold)."""
+    if bound <= 0:
+        return "0"
+    exponent = math.floor(math.log10(bound))
+    digit = math.ceil(bound / 10.0 ** exponent * (1 + 1e-12))
+    if digit >= 10:
+        digit, exponent = 1, exponent + 1
+    return f"{digit}e{exponent:+03d}" if not -3 <= exponent <= 3 else f"{digit * 10.0 ** exponent:g}"
 
 
 def _tied_order(rows) -> str:

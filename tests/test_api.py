@@ -245,3 +245,40 @@ def test_hostile_expression_is_refused_without_sympy():
             "print('sympy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_check_implementation_for_the_plugin():
+    import numpy as np
+
+    def naive_k3(logp, logq):
+        t = np.subtract(logp, logq)
+        return np.exp(t) - 1 - t
+
+    verdicts = verify.api.check_implementation(naive_k3, "r - 1 - log(r)", ["fp_nonnegative"], ["bfloat16"],
+                                               profile="dev")
+    assert verdicts["fp_nonnegative@bfloat16"].verdict == "refuted"
+    with pytest.raises(UsageError):
+        verify.api.check_implementation(naive_k3, "r - 1 - log(r)", dtypes=["float8"])
+
+
+def test_progress_line_is_cleared_before_results_are_printed(monkeypatch, capsys):
+    import time
+
+    from verify.commands import progress as module
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(module, "SHOW_AFTER", 0.0)
+    monkeypatch.setattr(module, "REFRESH", 0.01)
+    monkeypatch.delenv("CI", raising=False)
+    stream = Terminal()
+    with module.Progress("kl-verify fuzz", stream=stream):
+        time.sleep(0.1)
+        assert "kl-verify fuzz: running" in stream.getvalue()
+        print("result")
+        shown = stream.getvalue()
+        time.sleep(0.05)
+        assert stream.getvalue() == shown  # no drawing once output has started
+    assert shown.endswith("\r\033[K") and capsys.readouterr().out == "result\n"

@@ -20,7 +20,10 @@ def test_values_within_their_bounds_tie():
                     {"estimator": "k9", "mse": math.inf, "abs_error": 0.0}])
     assert [(e["estimator"], e["rank"]) for e in entries] == [("k1", 1), ("k3", 1), ("k2", 3), ("k9", 4)]
     assert report._tied_order([("k3", 1.2e-16, 1e-15), ("k1", 2.3e-16, 1e-15), ("k2", 0.5, 1e-15)]) == \
-        "k1 (0 (± 1e-15)) = k3 (0 (± 1e-15)) < k2 (0.5)"
+        "k1 (0 (± 2e-15)) = k3 (0 (± 2e-15)) < k2 (0.5)"
+    # printed bounds are rounded up, never down
+    assert report._bound_text(1.4e-15) == "2e-15" and report._bound_text(9.5e-13) == "1e-12"
+    assert report._bound_text(0.031) == "0.04" and report._bound_text(3e-7) in ("3e-07", "4e-07")
     assert report._with_bound(3e-3, 1e-15) == "0.003"
     assert report._with_bound(math.inf, 0.0) == "∞"
 
@@ -94,6 +97,13 @@ def test_choosing_page_is_linked_first_and_answers_the_question(small_reports, c
     far = results["choosing"]["gradient_mse"]["far"]["rankings"]
     assert far["kl_qp"]["4096"][0]["estimator"] == "k2" and far["kl_pq"]["4096"][0]["estimator"] == "k3"
     assert "exact MSE of the batch-mean loss gradient" in page
+    # the short answer counts first places: at n = 4096 against KL(q||p) the unbiased k1, k3 lead
+    summary = next(line for line in page.splitlines() if line.startswith("| value, KL(q‖p), n = 4096 |"))
+    cells = [c.strip() for c in summary.strip("|").split("|")]
+    header = next(line for line in page.splitlines() if line.startswith("| use, KL meant"))
+    names = [c.strip() for c in header.strip("|").split("|")][2:]
+    firsts = dict(zip(names, map(int, cells[2:])))
+    assert firsts["k2"] < firsts["k3"] and sum(firsts.values()) >= int(cells[1])
 
 
 def test_figures_are_legible(small_reports):

@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from estimators import Estimator
 
 __all__ = ["SCHEMA_VERSION", "json_document", "schema", "validate", "CheckResult", "MomentsResult", "GradientsResult", "FuzzResult",
-           "check", "moments", "gradients", "fuzz", "parse_claims", "distribution_spec", "PROFILES"]
+           "check", "moments", "gradients", "fuzz", "check_implementation", "parse_claims", "distribution_spec",
+           "PROFILES"]
 
 # Version of every JSON document (`--json` outputs and results.json).  Bump it when a key
 # changes meaning or disappears; new keys may appear without a bump (schemas allow them).
@@ -389,3 +390,14 @@ def fuzz(target=None, dtypes: Sequence[str] | str = DTYPES, *, profile: str = "c
         declared[estimator.name] = tuple(expand_claims([c for c in estimator.claims if c.split("@")[0] in FLOATING]))
     return FuzzResult(profile, tuple(chosen_dtypes), verdicts, declared)
 
+
+
+def check_implementation(fn: Callable, expr, claims: Sequence[str] = FLOATING, dtypes: Sequence[str] = DTYPES, *,
+                         profile: str = "ci", **options) -> dict[str, Verdict]:
+    """Floating-point claims of any callable ``fn(logp, logq)`` (NumPy arrays of one dtype
+    in, an array-like out) against the estimator ``expr``: what the pytest plugin asserts.
+    ``options`` go to the floating layer (``fp_ulps``, ...)."""
+    from verify.floating import check_callable
+
+    _check_profile(profile)
+    return check_callable(fn, expr, claims=list(claims), dtypes=parse_dtypes(dtypes), profile=profile, **options)

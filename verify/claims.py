@@ -147,8 +147,8 @@ _POINTWISE_TEXT = {
     "subexponential_growth": ("|f(r)| <= A + B |log r|^k for some constants A, B, k, as r -> 0 and "
                               "r -> oo: f grows at most like a power of the log ratio, never like a "
                               "power of r itself. An estimator that fails it (k3 grows like r) can "
-                              "spike on one rare token and has infinite variance whenever p has "
-                              "heavier tails than q.",
+                              "spike on one rare token, and its variance is infinite as soon as "
+                              "E_q[r^2] is (p with heavier tails than q).",
                               "Limits of f / |log r|^k at both ends; refuted by a growth witness, a "
                               "value of r where |f| exceeds every such bound's trend."),
     "linear_growth_in_log_ratio": ("|f(r)| <= A + B |log r|: f grows no faster than k1 does, so its "

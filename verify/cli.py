@@ -26,6 +26,9 @@ COMMANDS = {
     "claims": "what a claim, verdict, gradient mode or exit code means",
 }
 
+# Commands that can take more than 2 s and report no steps of their own.
+_ELAPSED_ONLY = ("fuzz", "gradients", "moments")
+
 EPILOG = ("Claims, verdicts, modes and exit codes are defined in docs/claims.md "
           "(`kl-verify claims [NAME]` prints them).")
 
@@ -67,6 +70,18 @@ def _protect_expressions(argv):
     return [f" {a}" if a.startswith("-") and len(a) > 1 and not _OPTION.match(a) else a for a in argv]
 
 
+def _check_early(args) -> None:
+    """Options a command validates only after importing its layer, checked here first with
+    the same messages (verify.api), so that bad input is refused at once."""
+    if args.command == "fuzz":
+        from verify.api import _check_profile, parse_dtypes
+
+        if isinstance(getattr(args, "dtypes", None), str):
+            parse_dtypes(args.dtypes)
+        if isinstance(getattr(args, "profile", None), str):
+            _check_profile(args.profile)
+
+
 def main(argv=None) -> int:
     try:
         arguments = _protect_expressions(sys.argv[1:] if argv is None else list(argv))
@@ -74,6 +89,12 @@ def main(argv=None) -> int:
         args = parser.parse_args(arguments)
         if args.command is None:
             raise UsageError(f"missing command; one of: {', '.join(COMMANDS)} (see --help)")
+        _check_early(args)
+        if args.command in _ELAPSED_ONLY:  # commands without their own progress: the elapsed time
+            from verify.commands.progress import Progress
+
+            with Progress(f"kl-verify {args.command}"):
+                return int(args.run(args))
         return int(args.run(args))
     except UsageError as error:
         message = " ".join(str(error).split())

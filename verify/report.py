@@ -163,8 +163,19 @@ def _with_bound(value, bound, digits=2) -> str:
     if not isinstance(value, float) or math.isnan(value):
         return "n/a"
     if isinstance(bound, float) and math.isfinite(bound) and abs(value) <= bound:
-        return f"0 (± {bound:.1g})"
+        return f"0 (± {_bound_text(bound)})"
     return _number(value, digits)
+
+
+def _bound_text(bound: float) -> str:
+    """An error bound to one significant digit, rounded up (a printed bound must hold)."""
+    if bound <= 0:
+        return "0"
+    exponent = math.floor(math.log10(bound))
+    digit = math.ceil(bound / 10.0 ** exponent * (1 + 1e-12))
+    if digit >= 10:
+        digit, exponent = 1, exponent + 1
+    return f"{digit}e{exponent:+03d}" if not -3 <= exponent <= 3 else f"{digit * 10.0 ** exponent:g}"
 
 
 def _tied_order(rows) -> str:
@@ -487,7 +498,45 @@ def _comparison_figures(results) -> dict[str, bytes]:
 
 
 _TARGET_LABEL = {"kl_qp": "KL(q‖p)", "kl_pq": "KL(p‖q)"}
-_REGIME_LABEL = {"near": "near (KL ≈ 0.01)", "mid": "about 0.5", "far": "far (KL ≈ 3)"}
+_REGIME_LABEL = {"near": "near", "mid": "about 0.5", "far": "far"}
+
+
+def _first_places(cells) -> dict:
+    """estimator -> how many of the ranked lists ``cells`` rank it first (ties included)."""
+    counts: dict = {}
+    for entries in cells:
+        for entry in entries:
+            if entry["rank"] == 1:
+                counts[entry["estimator"]] = counts.get(entry["estimator"], 0) + 1
+    return counts
+
+
+def _summary(choosing) -> list[str]:
+    """How often each estimator ranks first, per use, KL meant and batch size: the short
+    answer, read off the tables below (ties count for every estimator in them)."""
+    value, gradient = choosing.get("value") or {}, choosing.get("gradient_mse") or {}
+    columns = []
+    for label, source in (("value", [c for regimes in value.values() for c in regimes.values()]),
+                          ("loss gradient (softmax)", list(gradient.values()))):
+        for target in ("kl_qp", "kl_pq"):
+            for n in ("1", "64", "4096"):
+                cells = [c["rankings"][target][n] for c in source if n in c["rankings"].get(target, {})]
+                if cells:
+                    columns.append((f"{label}, {_TARGET_LABEL[target]}, n = {n}", _first_places(cells), len(cells)))
+    if not columns:
+        return []
+    names = sorted({name for entries in value.values() for c in entries.values()
+                    for name in (e["estimator"] for e in c["rankings"]["kl_qp"]["1"])} |
+                   {name for _, counts, _ in columns for name in counts})
+    lines = ["## In short", "",
+             "How many of the ranked lists below put each estimator first (ties count for every estimator "
+             "in them), per use, the KL you mean and the batch size n. Then read the tables for your family "
+             "and regime: the best choice changes with both.", "",
+             "| use, KL meant, batch size | lists | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for title, counts, total in columns:
+        lines.append(f"| {title} | {total} | " + " | ".join(str(counts.get(name, 0)) for name in names) + " |")
+    return lines + [""]
 
 
 def _mse_text(entry) -> str:
@@ -508,8 +557,9 @@ def _choosing(results) -> str:
              "literature mixes them up), your family of distributions and how far the policies are apart.", "",
              "- [Value use: logging the KL, a KL penalty in the reward](#value-use)",
              "- [Gradient use: the KL term as a loss](#gradient-use)",
-             "- [Every estimator on one plot, per family](#comparison-figures)", "",
-             "## Value use", "",
+             "- [Every estimator on one plot, per family](#comparison-figures)", ""]
+    lines += _summary(choosing)
+    lines += ["## Value use", "",
              "The average of n per-token values estimates the KL with mean squared error "
              "MSE_n = bias² + Var/n, computed from the exact mean and variance of f(r) under q "
              "(reports/&lt;estimator&gt;.md list them). Each MSE has an error bound from the moments' bounds. "

@@ -27,7 +27,8 @@ def add_parser(subparsers):
                         "gating on the estimator's declared ones)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (schema: verify/schemas/check.json)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="hard time limit of the symbolic layer per claim, seconds (default: the layer's)")
+                        help="time budget of the symbolic layer, seconds (default: the layer's own, "
+                             "see verify.symbolic.decide)")
     parser.add_argument("--profile", default="ci", choices=PROFILES, help="floating-point search profile")
     parser.set_defaults(run=run)
 

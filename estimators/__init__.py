@@ -28,7 +28,10 @@ class Estimator:
     ``expr`` is a sympy expression or a string in ``r``; the harness parses strings
     with a whitelist.  ``numeric(logp, logq)`` is the shipped implementation: arrays
     of one float dtype in, an array of that dtype out.  ``claims`` are claim names of
-    ``shared/CLAIMS.md`` (floating-point ones may carry ``@dtype``).
+    ``shared/CLAIMS.md`` (floating-point ones may carry ``@dtype``).  ``fp_ulps`` and
+    ``fp_atol`` widen ``fp_accurate``: a value within ``fp_ulps`` ulps of the exact f, or
+    within ``fp_atol`` of it in absolute terms, is accurate (an RL penalty does not care
+    about 1e7 ulps at a value of 4e-28).
     """
 
     name: str
@@ -38,6 +41,7 @@ class Estimator:
     source: str = ""
     description: str = ""
     fp_ulps: float | None = None
+    fp_atol: float | None = None
     fp_notes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):

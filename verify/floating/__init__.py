@@ -567,8 +567,10 @@ def _verdict(run: _DtypeRun, claim: str, profile: str, values_per_dtype: int | N
                 return Verdict(UNDECIDED, "failures did not re-check on single inputs",
                                f"{failing:,} failing pair(s) in chunks; none fails when called alone; {where}",
                                worst=worst)
-            return Verdict(REFUTED, "exhaustive enumeration", f"{failing:,} of {found.pairs:,} pairs fail; {where}",
-                           example, worst=worst)
+            unsettled = found.unsettled.get(claim, 0)
+            count = (f"{failing:,} of {found.pairs:,} pairs fail" if not unsettled else
+                     f"at least {failing:,} of {found.pairs:,} pairs fail ({unsettled:,} not settled)")
+            return Verdict(REFUTED, "exhaustive enumeration", f"{count}; {where}", example, worst=worst)
         if found.unsettled.get(claim):
             return Verdict(UNDECIDED, "exhaustive enumeration, not settled",
                            f"{found.unsettled[claim]:,} pair(s) neither the float64 enclosure nor mpmath (at most "

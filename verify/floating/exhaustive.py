@@ -68,7 +68,7 @@ def _keep_examples(tally, claim, bad, severity, logp, logq):
     index = np.flatnonzero(bad)
     sev = np.where(np.isnan(severity[index]), np.inf, severity[index])
     kept = tally.examples.setdefault(claim, [])
-    if len(kept) >= EXAMPLES_KEPT and sev.max() < kept[-1][0]:
+    if len(kept) >= EXAMPLES_KEPT and sev.max() <= kept[-1][0]:  # ties keep the earlier pairs
         return
     if len(index) > EXAMPLES_KEPT:
         index = index[np.argpartition(-sev, EXAMPLES_KEPT)[:EXAMPLES_KEPT]]
@@ -200,7 +200,7 @@ def enumerate_pairs(info, np_dtype, domain, implementation, claims, *, enclosure
             error_high = distance * grow + radius
             error_low = distance * shrink - radius
             ulp_low, ulp_high = _ulp(magnitude_low, info), _ulp(magnitude_high, info)
-            ulp_middle = _ulp(magnitude, info)
+            ulp_middle = ulp_low  # for ranking failures and finding the worst pair (recomputed exactly)
             good = in_range & finite_value
         undecided = {}
         if "fp_finite" in claims:
@@ -220,6 +220,8 @@ def enumerate_pairs(info, np_dtype, domain, implementation, claims, *, enclosure
             if claim == "fp_matches_expression" and passes_accurate is not None and accurate_ulps <= match_ulps:
                 # a pair within the accurate tolerance (ulps part) is within this one too
                 subset = np.flatnonzero(~passes_accurate)
+                if len(subset) > size // 2:  # gathering most columns costs more than it saves
+                    subset = None
             part = columns if subset is None else {k: v[subset] for k, v in columns.items()}
             passes, fails = _decide(part, ulps, absolute, claim == "fp_matches_expression", derivative,
                                     info, unit, match_ulps)

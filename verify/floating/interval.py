@@ -37,7 +37,7 @@ __all__ = ["IntervalFunction", "TaylorModel", "Unsupported", "ROUNDED_OP_ULPS", 
 ROUNDED_OP_ULPS = 2  # >= 1 ulp outward after the widening's own rounding
 LIBM_ULPS = 16 + 1  # a stated bound of 16 ulps per libm call, plus the widening's rounding
 TAYLOR_RADIUS = 2.0 ** -10
-TAYLOR_ORDER = 8
+TAYLOR_ORDER = 6
 _EPS = 2.0 ** -52
 _TINY = 2.0 ** -1000  # an absolute widening in the normal range: subnormal operands are ~100x slower on x86
 

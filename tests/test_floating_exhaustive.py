@@ -35,7 +35,8 @@ ROWS = 64
 def every_value(dtype):
     """Every finite value of the dtype in [-60, 0], -0.0 included (bit patterns)."""
     bits = np.arange(1 << 16, dtype=np.uint16).view(NUMPY[dtype])
-    wide = bits.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # NaN bit patterns
+        wide = bits.astype(np.float64)
     keep = np.isfinite(wide) & (wide >= -60.0) & (wide <= 0.0)
     return bits[keep]
 

@@ -1,5 +1,6 @@
 """The pytest plugin, run as a user would: in a separate pytest session (pytester)."""
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +39,9 @@ def test_verl_style_fails_in_bfloat16(kl_fp_claims):
 '''
 
 
-def test_plugin_passes_good_and_fails_naive_implementations(pytester):
+def test_plugin_passes_good_and_fails_naive_implementations(pytester, monkeypatch):
+    # the user's session imports this checkout's verify (not another installed copy)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     pytester.makepyfile(test_user=USER_TESTS)
     # with the package installed the pytest11 entry point loads the plugin; without, -p does
     installed = any(e.name == "kl_verify" for e in entry_points(group="pytest11"))

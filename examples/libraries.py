@@ -19,9 +19,11 @@ fp_nonnegative and fp_finite counts, and k2's fp_accurate, against its own enume
 | ``verl_low_var_kl`` (input dtype) | fp_nonnegative refuted: 2,982,391 pairs (logp = 0, logq = -0.0019683837890625 gives -0.00390625); fp_accurate refuted; fp_finite, fp_matches_expression proved | fp_nonnegative refuted: 10,673,959 pairs; fp_accurate refuted; fp_finite, fp_matches_expression proved |
 | ``k3_input_dtype`` (exp(t) - 1 - t, no cast, no clamp) | fp_nonnegative refuted: 123,702,981 pairs; fp_accurate refuted; fp_finite, fp_matches_expression proved | fp_nonnegative refuted: 46,940,130 pairs; fp_finite refuted: 1,051 pairs (inf where f <= 65504, e.g. logp = -0.00370025634765625, logq = -11.09375); fp_accurate refuted; fp_matches_expression refuted (the same infs) |
 | ``k2_input_dtype`` | all four proved (worst 1.86 ulps) | all four proved (worst 1.87 ulps) |
+| ``verl_low_var_kl_fp32`` (float32 cast) | fp_nonnegative refuted: 8,016,794 pairs (-5.96e-8, float32's exp(t) - 1 - t cancelling); fp_accurate refuted; fp_finite, fp_matches_expression proved | fp_nonnegative refuted: 2,437,101 pairs; fp_finite, fp_accurate (worst 3.47 ulps), fp_matches_expression proved |
+| ``openrlhf_k3`` (float32 cast, clamp [-10, 10]) | fp_nonnegative refuted: 98,965,545 pairs; fp_accurate refuted; fp_finite, fp_matches_expression proved | fp_nonnegative refuted: 2,437,101 pairs; fp_finite, fp_accurate (worst 2.47 ulps), fp_matches_expression proved |
 
-The float32-cast variants (``verl_low_var_kl_fp32``, ``openrlhf_k3``) compute in float32
-and round once to the input dtype.
+The float32 cast does not make k3 non-negative: float32's exp(t) - 1 - t returns
+-2^-24 near r = 1, and the input dtype keeps it (bfloat16 and float16 hold -5.96e-8).
 """
 import numpy as np
 

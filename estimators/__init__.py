@@ -30,9 +30,12 @@ class Estimator:
     ``expr`` is a sympy expression or a string in ``r``; the harness parses strings
     with a whitelist.  ``numeric(logp, logq)`` is the shipped implementation: arrays
     of one float dtype in, an array of that dtype out.  ``claims`` are claim names of
-    ``docs/claims.md`` (floating-point ones may carry ``@dtype``).  ``framework``
-    says what ``numeric`` takes and returns: ``"numpy"`` arrays, or ``"torch"`` tensors
-    (the harness converts exactly, bfloat16 included; torch is an optional extra).
+    ``docs/claims.md`` (floating-point ones may carry ``@dtype``).  ``fp_ulps`` and
+    ``fp_atol`` widen ``fp_accurate``: a value within ``fp_ulps`` ulps of the exact f, or
+    within ``fp_atol`` of it in absolute terms, is accurate (an RL penalty does not care
+    about 1e7 ulps at a value of 4e-28).  ``framework`` says what ``numeric`` takes and
+    returns: ``"numpy"`` arrays, or ``"torch"`` tensors (the harness converts exactly,
+    bfloat16 included; torch is an optional extra).
     """
 
     name: str
@@ -42,6 +45,7 @@ class Estimator:
     source: str = ""
     description: str = ""
     fp_ulps: float | None = None
+    fp_atol: float | None = None
     fp_notes: dict[str, str] = field(default_factory=dict)
     framework: str = "numpy"
 

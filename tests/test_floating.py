@@ -62,12 +62,24 @@ def test_ulp_matches_numpy_spacing():
 
 @pytest.mark.parametrize("name", WITH_NUMERIC)
 def test_registry_holds_its_declared_fp_claims(name):
+    """float32 and float64 (searched: tested); the 16-bit dtypes are enumerated by
+    ``verify all`` (tests/test_all.py) and below for k2."""
     estimator = registry()[name]
     declared = [c for c in estimator.claims if c.split("@")[0] in FLOATING]
     assert {"fp_finite", "fp_accurate", "fp_matches_expression"} <= set(declared)
-    verdicts = check_claims(estimator, [f"{c}@{d}" for c in declared for d in DTYPES], profile="dev")
+    verdicts = check_claims(estimator, [f"{c}@{d}" for c in declared for d in ("float32", "float64")], profile="dev")
     bad = {c: v for c, v in verdicts.items() if v.verdict != "tested"}
     assert not bad, bad
+    for verdict in verdicts.values():
+        assert verdict.worst["ulps"] <= 4 and verdict.worst["ulps_at"]["logp"] is not None
+
+
+def test_registry_sixteen_bit_claims_are_proved_exhaustively():
+    verdicts = check_claims(registry()["k2"], [f"{c}@bfloat16" for c in FLOATING], profile="dev")
+    for claim, verdict in verdicts.items():
+        assert verdict.verdict == "proved", (claim, verdict)
+        assert "all 289,340,100 (logp, logq) pairs of bfloat16" in verdict.detail
+        assert verdict.worst["ulps"] <= 0.5  # float64 inside, rounded once
 
 
 def _recheck(estimator, counterexample):
@@ -79,8 +91,8 @@ def _recheck(estimator, counterexample):
         return float(np.asarray(estimator.numeric(logp, logq)).astype(np.float64)[0])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["k4_blog", "k3_exp"])
+@pytest.mark.parametrize("name, dtype", [("k4_blog", "float64"), ("k4_blog", "float32"), ("k3_exp", "float64"),
+                                         ("k3_exp", "float32"), ("k3_exp", "bfloat16")])
 def test_naive_implementations_are_refuted_with_rechecking_counterexamples(name, dtype):
     estimator = resolve(f"examples/naive.py:{name}")
     verdicts = check_claims(estimator, [f"fp_nonnegative@{dtype}", f"fp_accurate@{dtype}"], profile="dev")
@@ -96,6 +108,32 @@ def test_naive_implementations_are_refuted_with_rechecking_counterexamples(name,
             exact = k3_closed_form(example["logp"], example["logq"])
             in_ulps = abs(mpmath.mpf(value) - exact) / ulp(exact, DTYPE_INFO[dtype]) if math.isfinite(value) else math.inf
             assert in_ulps > 4 and abs(mpmath.mpf(value) - exact) >= DTYPE_INFO[dtype].smallest_normal
+
+
+def test_right_formula_evaluated_naively_matches_its_expression():
+    """The seed's K4 through p and q returns -9.1e-17 at logp = logq (exact 0): it still
+    computes log((r-1)^2 + 1), so fp_matches_expression holds; fp_nonnegative and
+    fp_accurate do not."""
+    estimator = resolve("examples/naive.py:k4_blog")
+    verdicts = check_claims(estimator, ["fp_matches_expression@float64", "fp_nonnegative@float64",
+                                        "fp_accurate@float64"], profile="dev")
+    assert verdicts["fp_matches_expression@float64"].verdict == "tested", verdicts
+    assert verdicts["fp_nonnegative@float64"].verdict == "refuted"
+    assert verdicts["fp_accurate@float64"].verdict == "refuted"
+
+
+def test_absolute_tolerance_accepts_tiny_errors():
+    """k3 plus 1e-9, rounded to float32: 1e-9 is thousands of ulps where k3 is 5e-11
+    (refuted for fp_accurate), and within fp_atol = 1e-8 (an RL penalty does not care)."""
+    def k3_plus_offset(logp, logq):
+        t = logp.astype(np.float64) - logq.astype(np.float64)
+        return (np.expm1(t) - t + 1e-9).astype(np.float32)
+
+    expr = "(r - 1) - log(r)"
+    strict = check_callable(k3_plus_offset, expr, claims=["fp_accurate"], dtypes=["float32"], profile="dev")
+    loose = check_callable(k3_plus_offset, expr, claims=["fp_accurate"], dtypes=["float32"], profile="dev", fp_atol=1e-8)
+    assert strict["fp_accurate@float32"].verdict == "refuted"
+    assert loose["fp_accurate@float32"].verdict == "tested", loose
 
 
 def test_wrong_formula_fails_matches_expression():
@@ -128,13 +166,16 @@ def test_bad_input_is_a_usage_error():
 
 def test_report_data_is_plain_and_deterministic():
     estimator = registry()["k1"]
-    first = fp_results_for_report(estimator, "ci", dtypes=["float16"])
-    second = fp_results_for_report(estimator, "ci", dtypes=["float16"])
+    first = fp_results_for_report(estimator, "ci", dtypes=["float32"])
+    second = fp_results_for_report(estimator, "ci", dtypes=["float32"])
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
-    entry = first["dtypes"]["float16"]
+    entry = first["dtypes"]["float32"]
     assert entry["claims"]["fp_nonnegative"]["verdict"] == "refuted"
     assert entry["inputs"]["grid"] > 1000 and entry["inputs"]["hypothesis"] > 100
     assert entry["worst_error_ulps"] <= 0.5
+    worst = entry["worst_error"]
+    assert set(worst) == {"ulps", "ulps_at", "abs", "abs_at"}
+    assert all(entry["claims"][c]["worst"] == worst for c in FLOATING)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -163,10 +204,10 @@ def _fuzz(*args):
 
 
 def test_fuzz_cli_exit_codes():
-    assert _fuzz("k2", "--dtypes", "float16", "--profile", "dev").returncode == 0
-    refuted = _fuzz("examples/naive.py:k3_exp", "--dtypes", "bfloat16", "--profile", "dev", "--json")
+    assert _fuzz("k2", "--dtypes", "float32", "--profile", "dev").returncode == 0
+    refuted = _fuzz("examples/naive.py:k3_exp", "--dtypes", "float32", "--profile", "dev", "--json")
     assert refuted.returncode == 1
-    assert json.loads(refuted.stdout)["estimators"]["k3_exp"]["fp_nonnegative@bfloat16"]["verdict"] == "refuted"
+    assert json.loads(refuted.stdout)["estimators"]["k3_exp"]["fp_nonnegative@float32"]["verdict"] == "refuted"
     bad = _fuzz("k2", "--dtypes", "float8")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
@@ -182,3 +223,39 @@ def test_reference_converges_where_low_precision_gives_zero():
         expected = t**2 / 2 + t**3 / 6  # the series of exp(t) - 1 - t; next term ~1e-180 relative
     value = Reference("(r - 1) - log(r)").at_log_ratio(t)
     assert value is not None and abs(value - expected) <= abs(expected) * mpmath.mpf(2) ** -80
+
+
+@pytest.mark.parametrize("name", sorted(registry()) + ["libraries_k3_clamped"])
+def test_enclosures_contain_the_exact_value(name):
+    """The certified float64 enclosures (interval.py) and the Taylor model near t = 0
+    contain f at 4000-bit mpmath precision, on every regime of t, for every registered
+    expression; and they are far narrower than a 16-bit ulp."""
+    import sympy as sp
+
+    from verify.expression import R, as_expression
+    from verify.floating.interval import IntervalFunction, TaylorModel, Unsupported
+
+    expr = ("Min(Max(exp(Min(Max(log(r), -20), 20)) - 1 - Min(Max(log(r), -20), 20), -10), 10)"
+            if name == "libraries_k3_clamped" else registry()[name].expr)
+    t = sp.Symbol("t", real=True)
+    f = as_expression(expr).subs(R, sp.exp(t))
+    enclosure = IntervalFunction(f, t)
+    try:
+        taylor = TaylorModel(f, t)
+    except Unsupported:
+        taylor = None
+    rng = np.random.default_rng(20261203)  # fixed: the test is deterministic
+    points = np.concatenate([rng.uniform(-60, 60, 200), [0.0, 2.0 ** -133, -(2.0 ** -24), 20.0, -20.0, 60.0],
+                             rng.uniform(-1, 1, 200) * 10.0 ** -rng.integers(0, 40, 200)])
+    low, high = enclosure(points, points)
+    exact_function = sp.lambdify(t, f, modules="mpmath")
+    for i, point in enumerate(points.tolist()):
+        with mpmath.workprec(REFERENCE_BITS):
+            exact = exact_function(mpmath.mpf(point))
+        assert low[i] <= exact <= high[i], (point, low[i], exact, high[i])
+        if abs(exact) > 1e-300 and abs(point) > 2.0 ** -10:  # beyond the Taylor model's ball
+            assert (high[i] - low[i]) <= abs(exact) * 2.0 ** -20
+        if taylor is not None and abs(point) <= taylor.radius * (1 - 2 ** -30):
+            t_low, t_high = taylor(np.array([point]), np.array([0.0]))
+            assert t_low[0] <= exact <= t_high[0], (point, t_low[0], exact, t_high[0])
+            assert t_high[0] - t_low[0] <= abs(exact) * 2.0 ** -30 + 2.0 ** -990  # 2^-30 << a 16-bit ulp

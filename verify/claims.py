@@ -39,13 +39,18 @@ class Verdict:
     method: str
     detail: str = ""
     counterexample: Any = None
+    # floating-point claims: the worst error found, {"ulps", "ulps_at", "abs", "abs_at"}
+    worst: Any = None
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {self.verdict!r}")
 
     def as_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["worst"] is None:  # only floating-point verdicts carry it
+            del data["worst"]
+        return data
 
 
 def split_claim(claim: str) -> tuple[str, str | None]:

@@ -141,7 +141,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
         tasks.append(("reproductions", None))
     calls = [((reproductions_layer, ()) if layer == "reproductions"
               else (_layer_task, (layer, registry[name], profile, timeout))) for layer, name in tasks]
-    budget = 600.0
+    budget = 1800.0  # per cell: the floating layer enumerates every 16-bit input pair (minutes on a busy machine)
     results = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(tasks[i], len(tasks))))
     records = {name: {"expression": str(as_expression(registry[name].expr)),
                       "source": registry[name].source, "description": registry[name].description,

@@ -29,16 +29,19 @@ def pytest_addoption(parser):
 
 def assert_fp_claims(fn, expr, claims=("fp_nonnegative", "fp_finite", "fp_accurate", "fp_matches_expression"),
                      dtypes=("float64", "float32", "float16", "bfloat16"), *, profile="ci", fp_ulps=None,
-                     framework="numpy"):
+                     fp_atol=None, framework="numpy"):
     """Fail (AssertionError) unless every claim is proved or tested for ``fn`` against the
     estimator ``expr`` (a string in r); returns the verdicts by expanded claim name.
-    ``framework="torch"``: ``fn`` takes and returns torch tensors of the exact dtype."""
+    float16 and bfloat16 are enumerated exhaustively (every input pair in [-60, 0]:
+    about a minute per dtype for a NumPy implementation); ``fp_ulps``/``fp_atol`` widen
+    fp_accurate.  ``framework="torch"``: ``fn`` takes and returns torch tensors of the
+    exact dtype."""
     from verify.floating import check_callable
 
     if isinstance(claims, str) or isinstance(dtypes, str):
         raise TypeError("claims and dtypes are lists of names, not one string")
     verdicts = check_callable(fn, expr, claims=list(claims), dtypes=list(dtypes), profile=profile,
-                              fp_ulps=fp_ulps, framework=framework)
+                              fp_ulps=fp_ulps, fp_atol=fp_atol, framework=framework)
     failed = {claim: v for claim, v in verdicts.items() if v.verdict not in _PASSING}
     if failed:
         lines = [f"{len(failed)} floating-point claim(s) of {getattr(fn, '__name__', fn)!s} "
@@ -47,6 +50,9 @@ def assert_fp_claims(fn, expr, claims=("fp_nonnegative", "fp_finite", "fp_accura
             lines.append(f"  {claim}: {verdict.verdict} ({verdict.method}) {verdict.detail}")
             if verdict.counterexample is not None:
                 lines.append(f"    counterexample: {verdict.counterexample}")
+            if verdict.worst is not None and "ulps_at" in verdict.worst:
+                at = verdict.worst["ulps_at"]
+                lines.append(f"    worst error: {verdict.worst['ulps']} ulps at logp={at['logp']}, logq={at['logq']}")
         raise AssertionError("\n".join(lines))
     return verdicts
 
@@ -57,7 +63,9 @@ def kl_fp_claims(request):
     profile = request.config.getoption("kl_verify_profile", default="ci")
 
     def check(fn, expr, claims=("fp_nonnegative", "fp_finite", "fp_accurate", "fp_matches_expression"),
-              dtypes=("float64", "float32", "float16", "bfloat16"), *, fp_ulps=None, framework="numpy"):
-        return assert_fp_claims(fn, expr, claims, dtypes, profile=profile, fp_ulps=fp_ulps, framework=framework)
+              dtypes=("float64", "float32", "float16", "bfloat16"), *, fp_ulps=None, fp_atol=None,
+              framework="numpy"):
+        return assert_fp_claims(fn, expr, claims, dtypes, profile=profile, fp_ulps=fp_ulps, fp_atol=fp_atol,
+                                framework=framework)
 
     return check

@@ -250,6 +250,7 @@ def _estimator_page(name, record) -> str:
     if examples:
         lines += ["", "### Counterexamples (each re-checks when evaluated)", ""]
         lines += [f"- `{claim}`: `{json.dumps(example, sort_keys=True)}`" for claim, example in examples]
+    lines += _worst_errors(record)
     if record.get("moments"):
         lines += ["", "## Exact moments (x ~ q, no sampling)", "",
                   "Relative bias against **both** directions: `bias_qp` = (E_q[f] - KL(q||p)) / KL(q||p), "
@@ -275,6 +276,24 @@ def _estimator_page(name, record) -> str:
                          f"**{row['gradient_of']}** | {_number(row['cosine_kl_qp'])} | {_number(row['cosine_kl_pq'])} | "
                          f"{_number(row['norm_ratio_kl_qp'])} | {_number(row['norm_ratio_kl_pq'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _worst_errors(record):
+    """The worst floating-point error behind each fp verdict (passing or not)."""
+    rows = []
+    for claim in _fp_claim_order(record["claims"]):
+        worst = record["claims"][claim].get("worst")
+        if not isinstance(worst, dict) or "ulps" not in worst:
+            continue
+        at = [worst.get(key) or {} for key in ("ulps_at", "abs_at")]
+        rows.append(f"| `{claim}` | {_number(worst['ulps'])} | `{at[0].get('logp')}`, `{at[0].get('logq')}` | "
+                    f"{_number(worst['abs'])} | `{at[1].get('logp')}`, `{at[1].get('logq')}` |")
+    if not rows:
+        return []
+    return ["", "### Worst floating-point error per claim and dtype", "",
+            "Against the exact f at the exact inputs; the input (logp, logq) where it occurs.", "",
+            "| claim | worst error (ulps) | at (logp, logq) | worst absolute error | at (logp, logq) |",
+            "|---|---|---|---|---|"] + rows
 
 
 # ---------------------------------------------------------------------- reproductions

@@ -121,7 +121,7 @@ def log_prob_pairs(*, dtype="float32", low=LOG_PROB_DOMAIN[0], high=LOG_PROB_DOM
     """(logp, logq) tuples of Python floats exactly representable in ``dtype`` within
     [low, high].  With ``hard_regions`` (the default), most pairs come from the regions
     where estimators lose accuracy: r = p/q near 1 (logp - logq from 1e-300 to 0.1 in
-    magnitude), large |log r| (one end of the domain against the other), both very
+    magnitude, half of those draws log-uniform in the band 7e-9 .. 0.25), large |log r| (one end of the domain against the other), both very
     negative (the lowest tenth of the domain), and values near zero."""
     name = _check_domain(dtype, low, high)
     if not isinstance(hard_regions, bool):
@@ -136,8 +136,14 @@ def log_prob_pairs(*, dtype="float32", low=LOG_PROB_DOMAIN[0], high=LOG_PROB_DOM
         lambda sign, exponent, mantissa: sign * mantissa * 2.0 ** exponent,
         st.sampled_from((-1.0, 1.0)), st.integers(-1000, -3), st.floats(1.0, 2.0),
     )
+    # the cancellation band |log r| in [2^-27, 0.25] (7e-9 .. 0.25), where low-precision
+    # k3 goes negative: log-uniform there, not one draw in a hundred as with ``deltas``
+    band = st.builds(
+        lambda sign, exponent, mantissa: sign * mantissa * 2.0 ** exponent,
+        st.sampled_from((-1.0, 1.0)), st.integers(-28, -3), st.floats(1.0, 2.0),
+    )
     near_one = st.builds(lambda q, d, swap: (exact(q + d), q) if not swap else (q, exact(q + d)),
-                         values, deltas, st.booleans())
+                         values, st.one_of(deltas, band), st.booleans())
     ulp_steps = st.builds(lambda q, k: (_from_ordinal(max(min(_ordinal(q, name) + k, _ordinal(high, name)),
                                                           _ordinal(low, name)), name), q),
                           values, st.integers(-8, 8))

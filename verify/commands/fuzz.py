@@ -56,6 +56,15 @@ def run(args) -> int:
             lines.append(f"{mark} {claim:<32}{verdict.verdict:<10} {verdict.method}")
             if verdict.counterexample is not None:
                 lines.append(f"  {'':<32}counterexample: {json.dumps(verdict.counterexample, sort_keys=True)}")
+        for dtype in dtypes:
+            worst = verdicts[f"{FLOATING[0]}@{dtype}"].worst
+            if worst:
+                lines.append(f"  worst error in {dtype}: {worst['ulps']:.4g} ulps at (logp, logq) = "
+                             f"({worst['ulps_at']['logp']}, {worst['ulps_at']['logq']}); {worst['abs']:.4g} absolute "
+                             f"at ({worst['abs_at']['logp']}, {worst['abs_at']['logq']})"
+                             if isinstance(worst["ulps"], float) and isinstance(worst["abs"], float) else
+                             f"  worst error in {dtype}: {worst['ulps']} ulps at ({worst['ulps_at']['logp']}, "
+                             f"{worst['ulps_at']['logq']})")
     if args.json:
         from verify.api import json_document  # schema_version (verify/schemas/fuzz.json)
 

@@ -117,17 +117,52 @@ def cross_checks(name, record) -> list[str]:
     return problems
 
 
+def _shared_key(layer, estimator):
+    """Cells with equal keys give equal results: catalog entries share value functions
+    and implementations, so each distinct one is computed once."""
+    if layer in ("symbolic", "moments"):
+        return layer, str(estimator.expr)
+    if layer == "floating":
+        return layer, str(estimator.expr), estimator.numeric, estimator.fp_ulps
+    if layer == "gradients":
+        return layer, str(estimator.expr), estimator.usage
+    return layer, estimator.name
+
+
+def _needs_expression(layer):
+    return layer in ("symbolic", "floating", "moments")
+
+
 def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, layers=LAYERS) -> dict:
     """Every layer (of ``layers``) over every estimator, run ``jobs`` cells at a time."""
+    from verify.libraries import library_data, library_task
+
     names = sorted(registry)
-    tasks = [(layer, name) for name in names for layer in LAYERS if layer in layers]
+    wanted = [(layer, name) for name in names for layer in LAYERS if layer in layers
+              and not (registry[name].expr is None and _needs_expression(layer))]
+    if "gradients" in layers:  # the libraries report's near-to-far sweep
+        wanted += [("sweep", name) for name in names if registry[name].usage is not None]
+    keys = {(layer, name): _shared_key(layer, registry[name]) for layer, name in wanted}
+    tasks, seen = [], set()
+    for cell in wanted:
+        if keys[cell] not in seen:
+            seen.add(keys[cell])
+            tasks.append(cell)
     if "moments" in layers:
         tasks.append(("reproductions", None))
     calls = [((reproductions_layer, ()) if layer == "reproductions"
+              else (library_task, (registry[name],)) if layer == "sweep"
               else (_layer_task, (layer, registry[name], profile, timeout))) for layer, name in tasks]
     budget = 600.0
-    results = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(tasks[i], len(tasks))))
-    records = {name: {"expression": str(as_expression(registry[name].expr)),
+    computed = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(tasks[i], len(tasks))))
+    by_key = {keys.get(cell, cell): result for cell, result in zip(tasks, computed)}
+    results = [by_key[keys[cell]] for cell in wanted]
+    tasks = list(wanted)
+    if "moments" in layers:
+        tasks.append(("reproductions", None))
+        results.append(by_key[("reproductions", None)])
+    sweeps = {}
+    records = {name: {"expression": (None if registry[name].expr is None else str(as_expression(registry[name].expr))),
                       "source": registry[name].source, "description": registry[name].description,
                       "declared": list(registry[name].claims), "claims": {}, "errors": []} for name in names}
     reproduced = None
@@ -141,6 +176,8 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
             continue
         if layer == "reproductions":
             reproduced = result
+        elif layer == "sweep":
+            sweeps[name] = result
         elif layer in ("symbolic", "floating"):
             records[name]["claims"].update(result)
         else:
@@ -151,7 +188,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
         disagreements += cross_checks(name, record)
         if "moments" in record:
             record["moments"] = {family: [m.as_json(name) for m in sweep] for family, sweep in record["moments"].items()}
-        record["curve"] = curve(as_expression(registry[name].expr))
+        record["curve"] = None if registry[name].expr is None else curve(as_expression(registry[name].expr))
     return normalise({
         "schema_version": SCHEMA_VERSION,
         "conventions": "x ~ q, r = p(x)/q(x); KL(q||p) = E_q[-log r] (kl_qp), KL(p||q) = E_q[r log r] (kl_pq)",
@@ -160,4 +197,5 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
         "estimators": records,
         "reproductions": reproduced,
         "disagreements": disagreements,
+        **library_data(registry, sweeps),
     })

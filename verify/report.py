@@ -37,6 +37,11 @@ def render(results) -> dict[str, bytes]:
     for name, record in results["estimators"].items():
         files[f"{name}.md"] = _estimator_page(name, record).encode()
         files.update(_figures(name, record))
+    if results.get("libraries"):  # issue 14: the catalog of RL libraries' KL terms
+        from verify.report_libraries import FIGURE, libraries_figure, render_libraries
+
+        files["libraries.md"] = render_libraries(results).encode()
+        files[FIGURE] = libraries_figure(results)
     return files
 
 
@@ -68,8 +73,11 @@ def _index(results) -> str:
               "KL(q||p) is nearest 0.5 (exact moments; ∞ = infinite variance).", ""]
     lines += _ranking(results)
     lines += ["", "## Pages", ""]
-    lines += [f"- [{name}]({name}.md): `{results['estimators'][name]['expression']}`" for name in names]
-    lines += ["- [Reproductions of the published tables](reproductions.md)", ""]
+    lines += [f"- [{name}]({name}.md): `{results['estimators'][name]['expression'] or 'not a function of r'}`" for name in names]
+    lines += ["- [Reproductions of the published tables](reproductions.md)"]
+    if results.get("libraries"):
+        lines += ["- [RL libraries' KL terms as they ship: value, gradient, floating point](libraries.md)"]
+    lines += [""]
     return "\n".join(lines)
 
 
@@ -134,14 +142,17 @@ def _ranking(results):
 
 
 def _estimator_page(name, record) -> str:
-    lines = [f"# `{name}`", "", f"f(r) = `{record['expression']}`", ""]
+    lines = [f"# `{name}`", "", (f"f(r) = `{record['expression']}`" if record["expression"] is not None
+                                  else "Not a function of r at one sample (see [the libraries report](libraries.md))."), ""]
     if record["source"]:
         lines += [f"Source: {record['source']}", ""]
     if record["description"]:
         lines += [record["description"], ""]
     if record["errors"]:
         lines += ["**Layer errors:**", ""] + [f"- {e}" for e in record["errors"]] + [""]
-    lines += ["![f against log r](figures/" + name + "_f.png)", "", "## Property sheet", "",
+    if record.get("curve"):
+        lines += ["![f against log r](figures/" + name + "_f.png)", ""]
+    lines += ["## Property sheet", "",
               "| claim | declared | verdict | method | detail |", "|---|---|---|---|---|"]
     for claim in list(SYMBOLIC) + _fp_claim_order(record["claims"]):
         verdict = record["claims"].get(claim)
@@ -238,6 +249,8 @@ def _figures(name, record) -> dict[str, bytes]:
     import matplotlib.pyplot as plt
 
     files = {}
+    if not record.get("curve"):
+        return files
     figure, axes = plt.subplots(figsize=(6, 3.5))
     values = [v if isinstance(v, float) else math.nan for v in record["curve"]["f"]]
     axes.plot(record["curve"]["log_ratio"], values, color="C0")

@@ -26,12 +26,15 @@ def _number(value, digits=3):
     return "0" if value == 0 else f"{value:.{digits}g}"
 
 
-def _percent(value):
-    return _number(value) if not isinstance(value, float) else f"{100 * value:+.3g}%"
+def _percent(value, signed=True):
+    if not isinstance(value, float):
+        return _number(value)
+    return f"{100 * value:+.3g}%" if signed else f"{100 * value:.3g}%"
 
 
 def _main_mode(entry):
-    return "loss" if "loss" in entry["kinds"] else "reward"
+    """The use the figure shows: the library's default use of the option, else its first."""
+    return (entry["default_for"] or entry["kinds"])[0]
 
 
 def _entries(results):
@@ -51,8 +54,9 @@ def _options_table(results):
             used += " (exact sum over the vocabulary)"
         if entry["sequence_level"]:
             used += " (sequence-level weight)"
+        weight = entry["weight"].replace("|", "\\|")
         lines.append(f"| {entry['library']} | `{entry['option']}` | [`{name}`]({name}.md) | {default} | {used} | "
-                     f"{entry['weight']} | {entry['computes_in']} | {entry['coefficient'] or '-'} |")
+                     f"{weight} | {entry['computes_in']} | {entry['coefficient'] or '-'} |")
     return lines
 
 
@@ -78,7 +82,7 @@ def _value_table(results):
         lines.append(f"| `{name}` | `{expression}` | {_number(near['kl_qp'])} / {_number(far['kl_qp'])} | "
                      f"{_percent(near['relative_bias_qp'])} / {_percent(far['relative_bias_qp'])} | "
                      f"{_percent(near['relative_bias_pq'])} / {_percent(far['relative_bias_pq'])} | "
-                     f"{_percent(worst)} |")
+                     f"{_percent(worst, signed=False)} |")
     return lines
 
 
@@ -171,8 +175,8 @@ def render_libraries(results) -> str:
     lines += ["", "## What each option estimates", ""] + _value_table(results)
     lines += ["", "## Which gradient it follows", ""] + _gradient_table(results)
     lines += ["", f"![cosine with grad KL(q||p) from near to far]({FIGURE})", "",
-              "The figure: for each option, the cosine of its expected on-policy gradient (its `loss` mode, or "
-              "`reward` for reward-only options) with grad KL(q‖p), on softmax pairs from near (p's logits = "
+              "The figure: for each option, the cosine of its expected on-policy gradient (in the use the library "
+              "makes of it by default, else its first use: the legend says which) with grad KL(q‖p), on softmax pairs from near (p's logits = "
               "θ + 0.02 (far − θ)) to far (1.5 ×); a missing point is a zero gradient.", ""]
     lines += ["## Floating point, in the dtypes it runs in", ""] + _fp_table(results)
     lines += [""] + _sequence_section(results)

@@ -317,12 +317,12 @@ def test_library_sweep_runs_from_near_to_far():
 
 
 def test_libraries_report_renders_deterministically():
-    from verify.libraries import library_data
+    from verify.libraries import library_data, library_task
     from verify.report_libraries import libraries_figure, render_libraries
 
     names = ["verl_low_var_kl", "trl_ppo_k1", "roll_full"]
     subset = {name: REGISTRY[name] for name in names}
-    sweeps = {name: G.library_sweep(REGISTRY[name]) for name in names}
+    sweeps = {name: library_task(REGISTRY[name]) for name in names}
     results = {"profile": "ci", "estimators": {
         name: {"expression": None if REGISTRY[name].expr is None else str(as_expression(REGISTRY[name].expr)),
                "claims": {}, "gradients": [r.as_row() for r in library_rows(name).values()]} for name in names},
@@ -331,3 +331,21 @@ def test_libraries_report_renders_deterministically():
     assert text == render_libraries(results)
     assert "**default** (loss)" in text and "verl_low_var_kl" in text and "spurious" in text
     assert libraries_figure(results) == libraries_figure(results)
+
+
+def test_exhaustive_16bit_sign_check():
+    from verify.libraries import nonnegative_16bit
+    from verify.strategies import numpy_dtype
+
+    low_var_kl = nonnegative_16bit(REGISTRY["verl_low_var_kl"])
+    assert low_var_kl["bfloat16"]["verdict"] == "refuted"
+    example = low_var_kl["bfloat16"]["counterexample"]
+    dtype = numpy_dtype("bfloat16")
+    value = REGISTRY["verl_low_var_kl"].numeric(np.array([example["logp"]], dtype=dtype),
+                                                np.array([example["logq"]], dtype=dtype))
+    assert float(value[0]) == example["value"] < 0  # the counterexample re-checks
+    assert -60 <= example["logp"] <= 0 and -60 <= example["logq"] <= 0
+    assert nonnegative_16bit(REGISTRY["verl_k2"]) == {
+        name: {"verdict": "proved", "inputs": record["inputs"], "failures": 0}
+        for name, record in nonnegative_16bit(REGISTRY["verl_k2"]).items()}
+    assert nonnegative_16bit(REGISTRY["openrlhf_k3"]) == {"float16": None, "bfloat16": None}

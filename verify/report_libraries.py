@@ -130,7 +130,16 @@ def _fp_table(results):
             parts = [f"{_FP_LETTERS[c]} {_SHORT[claims[f'{c}@{dtype}']['verdict']]}" for c in FLOATING
                      if f"{c}@{dtype}" in claims]
             cells.append(", ".join(parts) or "-")
+        exhaustive = entry.get("nonnegative_16bit") or {}
+        for dtype in ("float16", "bfloat16"):
+            record = exhaustive.get(dtype)
+            if record is not None:
+                mark = _SHORT[record["verdict"]]
+                cells[DTYPES.index(dtype)] += f"; nonneg, all pairs: {mark}" + (
+                    f" ({record['failures']} of {record['inputs']} log ratios)" if record["failures"] else "")
         lines.append(f"| `{name}` | {entry['computes_in']} | " + " | ".join(cells) + " |")
+    lines += ["", "`nonneg, all pairs`: every input pair of the 16-bit dtype in [-60, 0], enumerated through the "
+              "log ratio the library forms first (libraries computing in the input dtype)."]
     return lines
 
 

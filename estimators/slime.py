@@ -8,7 +8,7 @@ import numpy as np
 
 from estimators import Estimator, Usage
 from estimators import _claims as C
-from estimators._library import as_dtype, clamp, constant, exp, mul, sub
+from estimators._library import as_dtype, clamp, constant, exp, sub
 
 _SOURCE = "slime utils/ppo_utils.py compute_approx_kl"
 
@@ -20,12 +20,6 @@ def _k3(logp, logq):
     return sub(sub(exp(log_ratio), constant(log_ratio, 1)), log_ratio)
 
 
-def _on_policy_weight(logq):
-    """exp(log_probs - old_log_probs) with old = current: 1 in value."""
-    logq = np.asarray(logq).astype(np.float32)
-    return exp(sub(logq, logq))
-
-
 def k3_numeric(logp, logq):
     return _k3(logp, logq)
 
@@ -34,14 +28,12 @@ def low_var_kl_numeric(logp, logq):
     return clamp(_k3(logp, logq), -10, 10)
 
 
-def k3_is_numeric(logp, logq):
-    """importance_ratio * k3, on-policy (the ratio is 1)."""
-    return mul(_on_policy_weight(logq), _k3(logp, logq))
-
-
-def low_var_kl_is_numeric(logp, logq):
-    """clamp(importance_ratio * k3, -10, 10), on-policy."""
-    return clamp(k3_is_numeric(logp, logq), -10, 10)
+# use_unbiased_kl on-policy: importance_ratio = exp(logp - old_logp) = exp(0) = 1 exactly,
+# and 1 * x == x in IEEE arithmetic (NaN, inf and -0 included), so the values of the
+# weighted terms are those of k3 and low_var_kl: the same functions, computed once by
+# the floating-point layer.  The weight matters for the gradient (Usage.weight).
+k3_is_numeric = k3_numeric
+low_var_kl_is_numeric = low_var_kl_numeric
 
 
 slime_k3 = Estimator(

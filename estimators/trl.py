@@ -7,7 +7,7 @@ Sources: trl/trainer/grpo_trainer.py (``per_token_kl``, ``use_bias_correction_kl
 """
 from estimators import Estimator, Usage
 from estimators import _claims as C
-from estimators._library import as_dtype, constant, exp, mul, sub
+from estimators._library import as_dtype, constant, exp, sub
 
 
 def grpo_k3_numeric(logp, logq):
@@ -17,11 +17,11 @@ def grpo_k3_numeric(logp, logq):
     return sub(sub(exp(log_ratio), log_ratio), constant(log_ratio, 1))
 
 
-def grpo_k3_is_numeric(logp, logq):
-    """per_token_kl * exp(logp - old_logp), on-policy (old_logp = logp: the weight is 1)."""
-    _, logq_cast = as_dtype(logp, logq)
-    weight = exp(sub(logq_cast, logq_cast))
-    return mul(grpo_k3_numeric(logp, logq), weight)
+# use_bias_correction_kl on-policy: per_token_kl * exp(logp - old_logp) with old_logp =
+# logp is per_token_kl * 1 == per_token_kl exactly (IEEE), so the value is GRPO's k3:
+# the same function, computed once by the floating-point layer.  The weight matters for
+# the gradient (Usage.weight).
+grpo_k3_is_numeric = grpo_k3_numeric
 
 
 def ppo_k1_numeric(logp, logq):

@@ -34,9 +34,12 @@ def render(results) -> dict[str, bytes]:
     files = {"results.json": (json.dumps(results, indent=1, sort_keys=True) + "\n").encode()}
     files["README.md"] = _index(results).encode()
     files["reproductions.md"] = _reproductions(results.get("reproductions")).encode()
+    owners = {}  # catalog entries share value functions: one set of figures per expression
     for name, record in results["estimators"].items():
-        files[f"{name}.md"] = _estimator_page(name, record).encode()
-        files.update(_figures(name, record))
+        owner = name if record["expression"] is None else owners.setdefault(record["expression"], name)
+        files[f"{name}.md"] = _estimator_page(name, record, figures=owner).encode()
+        if owner == name:
+            files.update(_figures(name, record))
     if results.get("libraries"):  # issue 14: the catalog of RL libraries' KL terms
         from verify.report_libraries import FIGURE, libraries_figure, render_libraries
 
@@ -141,7 +144,8 @@ def _ranking(results):
 # -------------------------------------------------------------------- estimator page
 
 
-def _estimator_page(name, record) -> str:
+def _estimator_page(name, record, figures=None) -> str:
+    figures = figures or name  # the entry whose figures show this value function
     lines = [f"# `{name}`", "", (f"f(r) = `{record['expression']}`" if record["expression"] is not None
                                   else "Not a function of r at one sample (see [the libraries report](libraries.md))."), ""]
     if record["source"]:
@@ -151,7 +155,7 @@ def _estimator_page(name, record) -> str:
     if record["errors"]:
         lines += ["**Layer errors:**", ""] + [f"- {e}" for e in record["errors"]] + [""]
     if record.get("curve"):
-        lines += ["![f against log r](figures/" + name + "_f.png)", ""]
+        lines += ["![f against log r](figures/" + figures + "_f.png)", ""]
     lines += ["## Property sheet", "",
               "| claim | declared | verdict | method | detail |", "|---|---|---|---|---|"]
     for claim in list(SYMBOLIC) + _fp_claim_order(record["claims"]):
@@ -169,8 +173,8 @@ def _estimator_page(name, record) -> str:
         lines += ["", "## Exact moments (x ~ q, no sampling)", "",
                   "Relative bias against **both** directions: `bias_qp` = (E_q[f] - KL(q||p)) / KL(q||p), "
                   "`bias_pq` = (E_q[f] - KL(p||q)) / KL(p||q). std = sqrt(Var_q[f]); ∞ = infinite variance.", "",
-                  f"![relative bias against KL](figures/{name}_bias.png)",
-                  f"![std/KL against KL](figures/{name}_std.png)", ""]
+                  f"![relative bias against KL](figures/{figures}_bias.png)",
+                  f"![std/KL against KL](figures/{figures}_std.png)", ""]
         for family, sweep in record["moments"].items():
             lines += [f"### {family}", "", "| p | q | KL(q‖p) | KL(p‖q) | E_q[f] | rel. bias qp | rel. bias pq | std/KL(q‖p) |",
                       "|---|---|---|---|---|---|---|---|"]

@@ -57,7 +57,8 @@ openrlhf_k2 = Estimator(
 openrlhf_k3 = Estimator(
     name="openrlhf_k3", expr=C.K3_OUT, numeric=k3_numeric, claims=C.PROVED[C.K3_OUT] + C.FP_FINITE,
     source=f"{_SOURCE}: k3 -> (exp(t) - 1 - t).clamp(-10, 10), t = -log_ratio, no clamp before exp",
-    description="k3 clamped to [-10, 10], in float32.",
+    description="k3 clamped to [-10, 10], in float32."
+                " (f(r) is written with a [-20, 20] clamp on log r, which never changes its value: k3 > 10 there.)",
     usage=Usage("openrlhf", "k3", kinds=("reward", "loss"), computes_in="float32",
                 advice="As a loss it follows grad KL(p||q) near p = q; in the reward it is biased."),
 )

@@ -12,7 +12,8 @@ from estimators.openrlhf import k3_numeric
 roll_k3 = Estimator(
     name="roll_k3", expr=C.K3_OUT, numeric=k3_numeric, claims=C.PROVED[C.K3_OUT] + C.FP_FINITE,
     source="roll utils/functionals.py compute_approx_kl: k3 -> clamp(exp(t) - 1 - t, -10, 10) in float32",
-    description="k3 clamped to [-10, 10], in float32: ROLL's KL loss.",
+    description="k3 clamped to [-10, 10], in float32: ROLL's KL loss."
+                " (f(r) is written with a [-20, 20] clamp on log r, which never changes its value: k3 > 10 there.)",
     usage=Usage("roll", "k3 (KL loss)", kinds=("loss", "reward"), default_for=("loss",), computes_in="float32",
                 advice="As a loss it follows grad KL(p||q) near p = q, not KL(q||p)."),
 )

@@ -47,7 +47,8 @@ slime_k3 = Estimator(
 slime_low_var_kl = Estimator(
     name="slime_low_var_kl", expr=C.K3_OUT, numeric=low_var_kl_numeric, claims=C.PROVED[C.K3_OUT] + C.FP_FINITE,
     source=f"{_SOURCE}: low_var_kl -> clamp(exp(t) - 1 - t, -10, 10) in float32",
-    description="k3 clamped to [-10, 10], in float32.",
+    description="k3 clamped to [-10, 10], in float32."
+                " (f(r) is written with a [-20, 20] clamp on log r, which never changes its value: k3 > 10 there.)",
     usage=Usage("slime", "low_var_kl", kinds=("loss", "reward"), computes_in="float32",
                 advice="As a loss it follows grad KL(p||q) near p = q and loses the clamped tokens far away."),
 )
@@ -63,7 +64,8 @@ slime_k3_is = Estimator(
 slime_low_var_kl_is = Estimator(
     name="slime_low_var_kl_is", expr=C.K3_OUT, numeric=low_var_kl_is_numeric, claims=C.PROVED[C.K3_OUT] + C.FP_FINITE,
     source=f"{_SOURCE}: use_unbiased_kl with low_var_kl -> clamp(exp(logp - old_logp) * k3, -10, 10)",
-    description="The weight multiplies k3 before the clamp: where w k3 > 10 the token gives no gradient.",
+    description="The weight multiplies k3 before the clamp: where w k3 > 10 the token gives no gradient."
+                " (f(r) is written with a [-20, 20] clamp on log r, which never changes its value: k3 > 10 there.)",
     usage=Usage("slime", "low_var_kl + use_unbiased_kl", kinds=("loss",), weight="ratio", computes_in="float32",
                 weight_clamp=(-10.0, 10.0), weighted_expr=C.K3,
                 advice="Follows grad KL(q||p) near p = q; biased once w k3 > 10 on some tokens."),

@@ -81,7 +81,13 @@ def moments_layer(estimator):
 def gradients_layer(estimator):
     from verify import gradients
 
-    return gradients.gradient_table(estimator)
+    rows = gradients.gradient_table(estimator)
+    if estimator.usage is None:
+        return rows
+    # a catalog entry: the libraries report's sweep reuses this process's compiled modes
+    from verify.libraries import library_task
+
+    return {"rows": rows, "library": library_task(estimator)}
 
 
 def reproductions_layer():
@@ -135,13 +141,11 @@ def _needs_expression(layer):
 
 def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, layers=LAYERS) -> dict:
     """Every layer (of ``layers``) over every estimator, run ``jobs`` cells at a time."""
-    from verify.libraries import library_data, library_task
+    from verify.libraries import library_data
 
     names = sorted(registry)
     wanted = [(layer, name) for name in names for layer in LAYERS if layer in layers
               and not (registry[name].expr is None and _needs_expression(layer))]
-    if "gradients" in layers:  # the libraries report's near-to-far sweep
-        wanted += [("sweep", name) for name in names if registry[name].usage is not None]
     keys = {(layer, name): _shared_key(layer, registry[name]) for layer, name in wanted}
     tasks, seen = [], set()
     for cell in wanted:
@@ -151,7 +155,6 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
     if "moments" in layers:
         tasks.append(("reproductions", None))
     calls = [((reproductions_layer, ()) if layer == "reproductions"
-              else (library_task, (registry[name],)) if layer == "sweep"
               else (_layer_task, (layer, registry[name], profile, timeout))) for layer, name in tasks]
     budget = 600.0
     computed = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(tasks[i], len(tasks))))
@@ -176,8 +179,8 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
             continue
         if layer == "reproductions":
             reproduced = result
-        elif layer == "sweep":
-            sweeps[name] = result
+        elif layer == "gradients" and isinstance(result, dict):  # a catalog entry
+            records[name][layer], sweeps[name] = result["rows"], result["library"]
         elif layer in ("symbolic", "floating"):
             records[name]["claims"].update(result)
         else:

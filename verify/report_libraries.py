@@ -185,8 +185,9 @@ def render_libraries(results) -> str:
     lines += ["", "## Which gradient it follows", ""] + _gradient_table(results)
     lines += ["", f"![cosine with grad KL(q||p) from near to far]({FIGURE})", "",
               "The figure: for each option, the cosine of its expected on-policy gradient (in the use the library "
-              "makes of it by default, else its first use: the legend says which) with grad KL(q‖p), on softmax pairs from near (p's logits = "
-              "θ + 0.02 (far − θ)) to far (1.5 ×); a missing point is a zero gradient.", ""]
+              "makes of it by default, else its first use: the legend says which) with grad KL(q‖p), on softmax "
+              "pairs from near (p's logits = θ + 0.02 (far − θ)) to far (1.5 ×); a missing point is a zero "
+              "gradient.", ""]
     lines += ["## Floating point, in the dtypes it runs in", ""] + _fp_table(results)
     lines += [""] + _sequence_section(results)
     lines += ["## What a user of each option should know", ""]

@@ -184,7 +184,11 @@ def _estimator_page(name, record, figures=None) -> str:
                              f"{_number(m['relative_bias_pq'])} | {_number(_std_over_kl(m))} |")
             lines.append("")
     if record.get("gradients"):
-        lines += ["## Gradients", "", "What the expected gradient really is, by mode (exact sums and quadrature).", "",
+        lines += ["## Gradients", "", "What the expected gradient really is, by mode (exact sums and quadrature).", ""]
+        used = {row["mode"]: row["as_used"] for row in record["gradients"] if row.get("as_used")}
+        if used:  # a catalog entry: the modes are its library's uses (libraries.md)
+            lines += [f"- {mode}: {text}" for mode, text in used.items()] + [""]
+        lines += [
                   "| mode | family | regime | KL(q‖p) | gradient of | cos vs ∇KL(q‖p) | cos vs ∇KL(p‖q) | norm ratio qp | norm ratio pq |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for row in record["gradients"]:

@@ -20,6 +20,12 @@ def _k3(logp, logq):
     return sub(sub(exp(log_ratio), constant(log_ratio, 1)), log_ratio)
 
 
+def k1_numeric(logp, logq):
+    """log_probs.float() - log_probs_base.float() = log q - log p, in float32, no clamp."""
+    logp, logq = as_dtype(logp, logq, np.float32)
+    return sub(logq, logp)
+
+
 def k3_numeric(logp, logq):
     return _k3(logp, logq)
 
@@ -35,6 +41,15 @@ def low_var_kl_numeric(logp, logq):
 k3_is_numeric = k3_numeric
 low_var_kl_is_numeric = low_var_kl_numeric
 
+
+slime_k1 = Estimator(
+    name="slime_k1", expr=C.K1, numeric=k1_numeric, claims=C.PROVED[C.K1] + C.FP_FLOAT32_CAST,
+    source=f"{_SOURCE}: k1 -> log_probs.float() - log_probs_base.float()",
+    description="k1 in float32, no clamp: slime's default kl_loss_type.",
+    usage=Usage("slime", "k1", kinds=("loss", "reward"), default_for=("loss",), computes_in="float32",
+                advice="As a loss its expected gradient is zero on-policy (it regularises nothing); "
+                       "in the reward it follows grad KL(q||p)."),
+)
 
 slime_k3 = Estimator(
     name="slime_k3", expr=C.K3, numeric=k3_numeric, claims=C.PROVED[C.K3] + C.FP_FINITE,

@@ -59,7 +59,7 @@ def test_the_idealised_library_names_are_gone():
 @pytest.mark.parametrize("library, default_for, name", [
     ("verl", "loss", "verl_low_var_kl"), ("verl", "reward", "verl_k1"), ("openrlhf", "reward", "openrlhf_k1"),
     ("nemo_rl", "loss", "nemo_rl_k3"), ("skyrl", "loss", "skyrl_k3"), ("trl", "reward", "trl_ppo_k1"),
-    ("areal", "reward", "areal_k1"), ("nemo_aligner", "reward", "nemo_aligner_abs"),
+    ("areal", "reward", "areal_k1"), ("nemo_aligner", "reward", "nemo_aligner_abs"), ("slime", "loss", "slime_k1"),
 ])
 def test_defaults_are_marked_once_per_library_and_use(library, default_for, name):
     marked = [n for n in CATALOG if REGISTRY[n].usage.library == library and default_for in REGISTRY[n].usage.default_for]

@@ -117,6 +117,8 @@ def _slime(kind, weighted):
     def twin(logprob, ref, old, cast=None):
         cast_ = cast or FLOAT32
         log_ratio = cast_(logprob) - cast_(ref)
+        if kind == "k1":
+            return log_ratio
         log_ratio = -log_ratio
         log_ratio = log_ratio.exp() - 1 - log_ratio
         if weighted:
@@ -155,7 +157,7 @@ TWINS = {
     "trl_ppo_k1": trl_ppo_k1, "trl_ppo_k3": trl_ppo_k3,
     "openrlhf_k1": _openrlhf("k1"), "openrlhf_k2": _openrlhf("k2"), "openrlhf_k3": _openrlhf("k3"),
     "areal_k1": _openrlhf("k1"), "roll_k3": _openrlhf("k3"),
-    "slime_k3": _slime("k3", False), "slime_low_var_kl": _slime("low_var_kl", False),
+    "slime_k1": _slime("k1", False), "slime_k3": _slime("k3", False), "slime_low_var_kl": _slime("low_var_kl", False),
     "slime_k3_is": _slime("k3", True), "slime_low_var_kl_is": _slime("low_var_kl", True),
     "nemo_rl_k1": _nemo_rl("k1"), "nemo_rl_k2": _nemo_rl("k2"), "nemo_rl_k3": _nemo_rl("k3"),
     "deepspeed_chat_k1": deepspeed_chat_k1, "nemo_aligner_abs": verl_abs,

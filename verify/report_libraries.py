@@ -228,7 +228,8 @@ def libraries_figure(results) -> bytes:
         ax.set_title(library, fontsize=9)
         ax.set_xlabel("KL(q||p)", fontsize=7)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=5.5, loc="lower left")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=5.5, loc="lower left")
     for index in range(len(libraries), rows * columns):
         axes[index // columns][index % columns].axis("off")
     axes[0][0].set_ylabel("cos(E[grad], grad KL(q||p))", fontsize=7)

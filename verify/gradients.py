@@ -35,6 +35,14 @@ f and r f'(r) are evaluated as functions of t = log r: g(t) = f(exp(t)) and
 g'(t) = r f'(r), rewritten with expm1/log1p (sympy.codegen) so that they stay accurate
 near r = 1.  This layer never imports ``verify.symbolic``; the cross-check takes the
 symbolic verdicts as plain data (:func:`symbolic_disagreements`).
+
+Catalog entries (an ``Estimator`` with a ``usage``) are reported in their library's
+modes (:func:`library_modes`): the score coefficient c(t, u), u = log(q_theta/q_old), is
+derived symbolically from the loss the library builds (weights, detaches, a weight
+inside a clamp, straight-through), then goes through the same engine (a function of t,
+or exp(u) times one); a coefficient that is neither (slime's weight inside the clamp,
+off-policy) is summed exactly (softmax) or integrated by mpmath.quad at two precisions
+(normal), the bound being their difference plus QUAD_SAFETY times mpmath's estimate.
 """
 from __future__ import annotations
 

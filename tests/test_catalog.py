@@ -349,3 +349,15 @@ def test_exhaustive_16bit_sign_check():
         name: {"verdict": "proved", "inputs": record["inputs"], "failures": 0}
         for name, record in nonnegative_16bit(REGISTRY["verl_k2"]).items()}
     assert nonnegative_16bit(REGISTRY["openrlhf_k3"]) == {"float16": None, "bfloat16": None}
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "roll_full"],
+    ["moments", "roll_full", "--p", "norm(0, 1)", "--q", "norm(0.1, 1)"],
+    ["gradients", "trl_ppo_k1", "--mode", "loss"],
+    ["gradients", "roll_full", "--mode", "loss_is_weighted"],
+])
+def test_cli_bad_catalog_input_is_one_line(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kl-verify: error:") and err.count("\n") == 1

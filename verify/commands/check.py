@@ -58,6 +58,8 @@ def run(args) -> int:
     if args.timeout <= 0 or args.timeout > 3600:
         raise UsageError("--timeout must be in (0, 3600] seconds")
     estimator = resolve(args.target)
+    if estimator.expr is None:  # a catalog entry that is not a function of r (roll_full)
+        raise UsageError(f"{estimator.name} is not a function of r; see: verify gradients {estimator.name}")
     parsed = as_expression_with_domain(estimator.expr)
     expr = parsed[0]
     if args.claims is not None:

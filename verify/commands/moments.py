@@ -5,6 +5,7 @@ import json
 import math
 import sys
 
+from verify import UsageError
 from verify.claims import EXIT_OK, EXIT_UNDECIDED
 from verify.expression import as_expression
 from verify.targets import resolve
@@ -35,6 +36,8 @@ def run(args) -> int:
     from verify.exact import ExactError, moments, parse_family
 
     estimator = resolve(args.estimator)
+    if estimator.expr is None:  # a catalog entry that is not a function of r (roll_full)
+        raise UsageError(f"{estimator.name} is not a function of r; see: verify gradients {estimator.name}")
     expr = as_expression(estimator.expr)
     p, q = parse_family(args.p), parse_family(args.q)
     try:

@@ -16,11 +16,58 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
-__all__ = ["Estimator", "registry", "estimators_in"]
+__all__ = ["Estimator", "Usage", "registry", "estimators_in"]
 
 ENTRY_POINT_GROUP = "kl_verify.estimators"
 # What an Estimator's ``numeric`` takes and returns: NumPy arrays or torch tensors.
 FRAMEWORKS = ("numpy", "torch")
+
+
+USAGE_KINDS = ("loss", "reward")
+WEIGHTS = ("none", "ratio", "self_ratio")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How a training library uses a shipped KL term, as plain data (the harness derives
+    the per-sample gradient from it; see verify/gradients.py).
+
+    ``weight``: ``"none"``; ``"ratio"``, the importance weight q_theta/q_old, not
+    detached; ``"self_ratio"``, exp(logp - logp.detach()): 1 in value, the score in
+    gradient.  ``weight_detached_beyond``: where |log r| exceeds it the weight is detached.
+    ``weight_clamp`` with ``weighted_expr``: the loss is clamp(w * weighted_expr, lo, hi)
+    (the weight multiplied before the clamp).  ``straight_through``: the value of this
+    term with the gradient of k2 = (log r)^2 / 2.  ``sequence_level``: the weight is
+    exp(mean over the sequence of log(q_theta/q_old)), broadcast onto every token.
+    ``full_vocabulary``: the exact KL(q||p) of the position, summed over the vocabulary.
+    """
+
+    library: str
+    option: str
+    kinds: tuple[str, ...] = ("loss",)
+    default_for: tuple[str, ...] = ()
+    weight: str = "none"
+    weight_detached_beyond: float | None = None
+    weight_clamp: tuple[float, float] | None = None
+    weighted_expr: str | None = None
+    straight_through: bool = False
+    sequence_level: bool = False
+    full_vocabulary: bool = False
+    computes_in: str = "the input dtype"
+    coefficient: str = ""
+    advice: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        object.__setattr__(self, "default_for", tuple(self.default_for))
+        if not self.kinds or any(k not in USAGE_KINDS for k in self.kinds):
+            raise ValueError(f"Usage.kinds must be a non-empty subset of {USAGE_KINDS}")
+        if any(k not in self.kinds for k in self.default_for):
+            raise ValueError("Usage.default_for must be a subset of Usage.kinds")
+        if self.weight not in WEIGHTS:
+            raise ValueError(f"Usage.weight must be one of {WEIGHTS}")
+        if (self.weight_clamp is None) != (self.weighted_expr is None):
+            raise ValueError("Usage.weight_clamp and Usage.weighted_expr go together")
 
 
 @dataclass(frozen=True)
@@ -35,7 +82,9 @@ class Estimator:
     within ``fp_atol`` of it in absolute terms, is accurate (an RL penalty does not care
     about 1e7 ulps at a value of 4e-28).  ``framework`` says what ``numeric`` takes and
     returns: ``"numpy"`` arrays, or ``"torch"`` tensors (the harness converts exactly,
-    bfloat16 included; torch is an optional extra).
+    bfloat16 included; torch is an optional extra).  ``usage`` says how
+    a training library uses the term (the catalog's entries); ``expr`` is None only for a
+    term that is not a function of r at one sample (the full-vocabulary KL).
     """
 
     name: str
@@ -48,10 +97,13 @@ class Estimator:
     fp_atol: float | None = None
     fp_notes: dict[str, str] = field(default_factory=dict)
     framework: str = "numpy"
+    usage: Usage | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("Estimator.name must be a non-empty string")
+        if self.expr is None and not (self.usage is not None and self.usage.full_vocabulary):
+            raise ValueError("Estimator.expr is required (None only for a full-vocabulary usage)")
         object.__setattr__(self, "claims", tuple(self.claims))
         if self.framework not in FRAMEWORKS:
             raise ValueError(f"Estimator.framework must be one of {', '.join(FRAMEWORKS)}; got {self.framework!r}")

@@ -28,7 +28,7 @@ WORKING_DIGITS = 50
 KEPT_DIGITS = 40
 # A quadrature whose error estimate leaves fewer correct digits than this is a failure.
 MIN_DIGITS = 20
-ESTIMATORS = ("k1", "k2", "k3", "k4", "kl_pq", "abs")
+ESTIMATORS = ("k1", "k2", "k3", "k4", "kl_pq", "verl_abs")  # verl_abs: Abs(log(r)), formerly "abs"
 
 CAT_A = [0.0, 0.5, -1.0, 2.0, 0.3, -0.4, 1.1]
 CAT_B = [0.1, 0.4, -0.8, 1.7, 0.35, -0.5, 1.3]

@@ -86,6 +86,14 @@ def _estimator(target) -> "Estimator":
     raise UsageError(f"expected an estimator name, an expression in r or an Estimator, got {type(target).__name__}")
 
 
+def function_of_r(estimator: "Estimator") -> "Estimator":
+    """The estimator itself if it is a function f(r) of one sample; a catalog entry that is
+    not (the full-vocabulary KL) has only a gradient to check."""
+    if estimator.expr is None:
+        raise UsageError(f"{estimator.name} is not a function of r; see: verify gradients {estimator.name}")
+    return estimator
+
+
 def parse_claims(claims) -> list[str]:
     """Claim names (a comma-separated string or a sequence), checked and expanded per dtype."""
     if isinstance(claims, str):
@@ -208,7 +216,7 @@ def check(target, claims: Sequence[str] | str | None = None, *, timeout: float |
     _check_timeout(timeout)
     _check_profile(profile)
     wanted = parse_claims(claims) if claims is not None else None
-    estimator = _estimator(target)
+    estimator = function_of_r(_estimator(target))
     from verify.expression import as_expression_with_domain  # sympy: only once the input is known good
 
     expr, domain = as_expression_with_domain(estimator.expr)
@@ -318,6 +326,9 @@ def gradients(target, modes: Sequence[str] | None = None, *, cross_check: bool =
         modes = [m.strip() for m in modes.split(",") if m.strip()]
     parsed = layer.parse_modes(list(modes) if modes is not None else None)
     estimator = _estimator(target)
+    if estimator.expr is None:  # a catalog entry that is not a function of r: its library modes only
+        rows = tuple(layer.gradient_details(estimator, modes))
+        return GradientsResult(estimator.name, "", rows, ())
     expr, domain = as_expression_with_domain(estimator.expr)
     rows = tuple(layer.gradient_details(estimator, parsed))
     problems: list[str] = []

@@ -87,7 +87,14 @@ def gradients_layer(estimator):
     from verify.expression import as_expression
 
     rows = [row.as_row() for row in gradients(estimator).rows]
-    return {"rows": rows, "mse": softmax_gradient_mse_table(as_expression(estimator.expr))}
+    result = {"rows": rows}
+    if estimator.usage is None:  # the built-in estimators are the ones reports/choosing.md compares
+        result["mse"] = softmax_gradient_mse_table(as_expression(estimator.expr))
+    else:  # a catalog entry: the libraries report's sweep reuses this process's compiled modes
+        from verify.libraries import library_task
+
+        result["library"] = library_task(estimator)
+    return result
 
 
 def moments_json(name, moments) -> dict:
@@ -131,19 +138,51 @@ def cross_checks(name, record) -> list[str]:
     return problems
 
 
+def _shared_key(layer, estimator):
+    """Cells with equal keys give equal results: catalog entries share value functions
+    and implementations, so each distinct one is computed once."""
+    if layer in ("symbolic", "moments"):
+        return layer, str(estimator.expr)
+    if layer == "floating":
+        return layer, str(estimator.expr), estimator.numeric, estimator.fp_ulps
+    if layer == "gradients":
+        return layer, str(estimator.expr), estimator.usage
+    return layer, estimator.name
+
+
+def _needs_expression(layer):
+    return layer in ("symbolic", "floating", "moments")
+
+
 def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, layers=LAYERS) -> dict:
     from verify.expression import as_expression
 
     """Every layer (of ``layers``) over every estimator, run ``jobs`` cells at a time."""
+    from verify.libraries import library_data
+
     names = sorted(registry)
-    tasks = [(layer, name) for name in names for layer in LAYERS if layer in layers]
+    wanted = [(layer, name) for name in names for layer in LAYERS if layer in layers
+              and not (registry[name].expr is None and _needs_expression(layer))]
+    keys = {(layer, name): _shared_key(layer, registry[name]) for layer, name in wanted}
+    tasks, seen = [], set()
+    for cell in wanted:
+        if keys[cell] not in seen:
+            seen.add(keys[cell])
+            tasks.append(cell)
     if "moments" in layers:
         tasks.append(("reproductions", None))
     calls = [((reproductions_layer, ()) if layer == "reproductions"
               else (_layer_task, (layer, registry[name], profile, timeout))) for layer, name in tasks]
     budget = 1800.0  # per cell: the floating layer enumerates every 16-bit input pair (minutes on a busy machine)
-    results = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(tasks[i], len(tasks))))
-    records = {name: {"expression": str(as_expression(registry[name].expr)),
+    computed = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(tasks[i], len(tasks))))
+    by_key = {keys.get(cell, cell): result for cell, result in zip(tasks, computed)}
+    results = [by_key[keys[cell]] for cell in wanted]
+    tasks = list(wanted)
+    if "moments" in layers:
+        tasks.append(("reproductions", None))
+        results.append(by_key[("reproductions", None)])
+    sweeps = {}
+    records = {name: {"expression": (None if registry[name].expr is None else str(as_expression(registry[name].expr))),
                       "source": registry[name].source, "description": registry[name].description,
                       "declared": list(registry[name].claims), "claims": {}, "errors": []} for name in names}
     reproduced = None
@@ -162,19 +201,23 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
             records[name]["claims"].update(result)
         elif layer == "gradients":
             records[name]["gradients"] = result["rows"]
-            gradient_mse[name] = result["mse"]
+            if "mse" in result:
+                gradient_mse[name] = result["mse"]
+            if "library" in result:
+                sweeps[name] = result["library"]
         else:
             records[name][layer] = result
     disagreements = []
     for name in names:
         disagreements += cross_checks(name, records[name])
-    choosing = choosing_data(records, gradient_mse)
+    # which estimator to use: the built-in estimators (catalog entries are compared in libraries.md)
+    choosing = choosing_data({name: records[name] for name in names if registry[name].usage is None}, gradient_mse)
     for name in names:
         record = records[name]
         if "moments" in record:
             record["moments"] = {family: [moments_json(name, m) for m in sweep]
                                  for family, sweep in record["moments"].items()}
-        record["curve"] = curve(as_expression(registry[name].expr))
+        record["curve"] = None if registry[name].expr is None else curve(as_expression(registry[name].expr))
     return normalise({
         "schema_version": SCHEMA_VERSION,
         "conventions": "x ~ q, r = p(x)/q(x); KL(q||p) = E_q[-log r] (kl_qp), KL(p||q) = E_q[r log r] (kl_pq)",
@@ -184,6 +227,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
         "reproductions": reproduced,
         "disagreements": disagreements,
         "choosing": choosing,
+        **library_data(registry, sweeps),
     })
 
 

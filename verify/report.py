@@ -55,9 +55,17 @@ def render(results) -> dict[str, bytes]:
     files["choosing.md"] = _choosing(results).encode()
     files.update(_comparison_figures(results))
     files["reproductions.md"] = _reproductions(results.get("reproductions")).encode()
+    owners = {}  # catalog entries share value functions: one set of figures per expression
     for name, record in results["estimators"].items():
-        files[f"{name}.md"] = _estimator_page(name, record).encode()
-        files.update(_figures(name, record))
+        owner = name if record["expression"] is None else owners.setdefault(record["expression"], name)
+        files[f"{name}.md"] = _estimator_page(name, record, figures=owner).encode()
+        if owner == name:
+            files.update(_figures(name, record))
+    if results.get("libraries"):  # issue 14: the catalog of RL libraries' KL terms
+        from verify.report_libraries import FIGURE, libraries_figure, render_libraries
+
+        files["libraries.md"] = render_libraries(results).encode()
+        files[FIGURE] = libraries_figure(results)
     return files
 
 
@@ -95,7 +103,9 @@ def _index(results) -> str:
     lines += [""] + truncation_section()
     lines += ["## Pages", ""]
     lines += ["- [Which estimator to use](choosing.md)"]
-    lines += [f"- [{name}]({name}.md): `{results['estimators'][name]['expression']}`" for name in names]
+    if results.get("libraries"):
+        lines += ["- [RL libraries' KL terms as they ship: value, gradient, floating point](libraries.md)"]
+    lines += [f"- [{name}]({name}.md): `{results['estimators'][name]['expression'] or 'not a function of r'}`" for name in names]
     lines += ["- [Reproductions of the published tables](reproductions.md)", ""]
     return "\n".join(lines)
 
@@ -228,15 +238,20 @@ def _ranking(results):
 # -------------------------------------------------------------------- estimator page
 
 
-def _estimator_page(name, record) -> str:
-    lines = [f"# `{name}`", "", f"f(r) = `{record['expression']}`", "", _reference_line(), ""]
+def _estimator_page(name, record, figures=None) -> str:
+    figures = figures or name  # the entry whose figures show this value function
+    lines = [f"# `{name}`", "", (f"f(r) = `{record['expression']}`" if record["expression"] is not None
+                                  else "Not a function of r at one sample (see [the libraries report](libraries.md))."), "",
+             _reference_line(), ""]
     if record["source"]:
         lines += [f"Source: {record['source']}", ""]
     if record["description"]:
         lines += [record["description"], ""]
     if record["errors"]:
         lines += ["**Layer errors:**", ""] + [f"- {e}" for e in record["errors"]] + [""]
-    lines += ["![f against log r](figures/" + name + "_f.png)", "", "## Property sheet", "",
+    if record.get("curve"):
+        lines += ["![f against log r](figures/" + figures + "_f.png)", ""]
+    lines += ["## Property sheet", "",
               "| claim | declared | verdict | method | detail |", "|---|---|---|---|---|"]
     for claim in list(SYMBOLIC) + _fp_claim_order(record["claims"]):
         verdict = record["claims"].get(claim)
@@ -257,8 +272,8 @@ def _estimator_page(name, record) -> str:
                   "`bias_pq` = (E_q[f] - KL(p||q)) / KL(p||q). std = sqrt(Var_q[f]); ∞ = infinite variance.", "",
                   "Figures: a point whose bias is within its error bound is not drawn (it is zero to the "
                   "precision of the computation).", "",
-                  f"![relative bias against KL](figures/{name}_bias.png)",
-                  f"![std/KL against KL](figures/{name}_std.png)", ""]
+                  f"![relative bias against KL](figures/{figures}_bias.png)",
+                  f"![std/KL against KL](figures/{figures}_std.png)", ""]
         for family, sweep in record["moments"].items():
             lines += [f"### {family}", "", "| p | q | KL(q‖p) | KL(p‖q) | E_q[f] | rel. bias qp | rel. bias pq | std/KL(q‖p) |",
                       "|---|---|---|---|---|---|---|---|"]
@@ -268,7 +283,11 @@ def _estimator_page(name, record) -> str:
                              f"{_number(m['relative_bias_pq'])} | {_number(_std_over_kl(m))} |")
             lines.append("")
     if record.get("gradients"):
-        lines += ["## Gradients", "", "What the expected gradient really is, by mode (exact sums and quadrature).", "",
+        lines += ["## Gradients", "", "What the expected gradient really is, by mode (exact sums and quadrature).", ""]
+        used = {row["mode"]: row["as_used"] for row in record["gradients"] if row.get("as_used")}
+        if used:  # a catalog entry: the modes are its library's uses (libraries.md)
+            lines += [f"- {mode}: {text}" for mode, text in used.items()] + [""]
+        lines += [
                   "| mode | family | regime | KL(q‖p) | gradient of | cos vs ∇KL(q‖p) | cos vs ∇KL(p‖q) | norm ratio qp | norm ratio pq |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for row in record["gradients"]:
@@ -398,6 +417,8 @@ def _zero_note(axes, names, text=None):
 def _figures(name, record) -> dict[str, bytes]:
     plt = _pyplot()
     files = {}
+    if not record.get("curve"):
+        return files
     figure, axes = plt.subplots(figsize=(6, 3.5))
     values = [v if isinstance(v, float) else math.nan for v in record["curve"]["f"]]
     axes.plot(record["curve"]["log_ratio"], values, color="C0")

@@ -76,6 +76,8 @@ def _symbolic_verdicts(estimator, timeout):
     """The symbolic layer's gradient verdicts as plain data, or None if it is not built."""
     if importlib.util.find_spec("verify.symbolic") is None:
         return None
+    if estimator.expr is None:  # not a function of r: no symbolic claims
+        return {}
     from verify import symbolic
 
     verdicts = symbolic.decide(as_expression(estimator.expr), list(GRADIENT), timeout=timeout)
@@ -92,7 +94,10 @@ def run(args) -> int:
             raise UsageError(f"--{option} needs --framework torch (a term FUNC(logp, ref_logp, old_logp))")
     if not 0 < args.timeout <= 3600:
         raise UsageError("--timeout must be in (0, 3600] seconds")
-    modes = gradients.parse_modes(_mode_names(args.mode))
+    modes = _mode_names(args.mode)  # catalog entries: their library's modes (loss, loss_offpolicy, reward)
+    for name in modes or ():
+        if name not in gradients.MODE_NAMES + gradients.LIBRARY_MODE_NAMES:
+            gradients.parse_modes([name])  # the one-line UsageError
     if args.target is None:
         estimators = [estimator for _, estimator in sorted(load_registry().items())]
     else:
@@ -116,7 +121,8 @@ def run(args) -> int:
                     print(f"kl-verify: {estimator.name}: layers disagree: {problem}", file=sys.stderr)
                     code = EXIT_REFUTED
         objects.append({"estimator": estimator.name, "results": [r.as_row() for r in results]})
-        texts.append(table_text(estimator.name, str(as_expression(estimator.expr)), results))
+        expression = "not a function of r" if estimator.expr is None else str(as_expression(estimator.expr))
+        texts.append(table_text(estimator.name, expression, results))
     if args.json:
         from verify.api import json_document  # schema_version (verify/schemas/gradients.json)
 
@@ -148,7 +154,8 @@ def table_text(name, expression, results) -> str:
                      "-" if r.cosine_kl_pq is None else f"{r.cosine_kl_pq:.6f}",
                      f"{r.norm_ratio_kl_qp:.4g}", f"{r.norm_ratio_kl_pq:.4g}", _reading(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [f"{name}: f(r) = {expression}",
+    as_used = {r.mode: r.as_used for r in results if r.as_used is not None}
+    lines = [f"{name}: f(r) = {expression}"] + [f"  {mode}: {text}" for mode, text in as_used.items()] + [
              "expected gradient G vs grad KL(q_theta||p) (qp) and grad KL(p||q_theta) (pq) at theta; "
              "gradient_of is decided within the computed error bounds", ""]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

@@ -6,6 +6,7 @@ import json
 import math
 import sys
 
+from verify import UsageError
 from verify.claims import EXIT_OK, EXIT_UNDECIDED
 
 # (label, key) of the values printed per estimator, in order
@@ -54,18 +55,20 @@ def _estimators(args):
     if args.all:
         if args.estimator:
             raise UsageError("give estimators or --all, not both")
-        return list(load_registry().values())
+        return [e for e in load_registry().values() if e.expr is not None]  # functions of r
     if not args.estimator:
         raise UsageError("moments needs an ESTIMATOR (or several separated by commas, or --all)")
+    from verify.api import function_of_r
+
     try:
-        return [resolve(args.estimator)]
+        return [function_of_r(resolve(args.estimator))]
     except UsageError:
         parts = _split_targets(args.estimator)
         if len(parts) == 1:
             raise
     if any(not part for part in parts):
         raise UsageError(f"empty estimator in {args.estimator!r}")
-    return [resolve(part) for part in parts]
+    return [function_of_r(resolve(part)) for part in parts]
 
 
 def _number(data, key):

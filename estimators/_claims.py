@@ -1,0 +1,49 @@
+"""Symbolic claims of the value functions the catalog's entries share (a private module:
+the registry does not scan it).  Each tuple is exactly what the symbolic layer proves of
+that expression; every other symbolic claim is refuted (tests/test_symbolic.py checks
+both directions for every registered entry)."""
+
+K1 = "-log(r)"
+ABS = "Abs(log(r))"
+K2 = "log(r)**2 / 2"
+K3 = "(r - 1) - log(r)"
+# the result clamped to [-10, 10]
+K1_OUT = "Min(Max(-log(r), -10), 10)"
+K2_OUT = "Min(Max(log(r)**2 / 2, -10), 10)"
+# log r clamped to [-20, 20] first, then the result clamped to [-10, 10]
+K1_IN_OUT = "Min(Max(-Min(Max(log(r), -20), 20), -10), 10)"
+K2_IN_OUT = "Min(Max(Min(Max(log(r), -20), 20)**2 / 2, -10), 10)"
+K3_IN_OUT = "Min(Max(exp(Min(Max(log(r), -20), 20)) - 1 - Min(Max(log(r), -20), 20), -10), 10)"
+# k3 with only the result clamped to [-10, 10] (OpenRLHF, slime, ROLL) is the same function
+# of r as K3_IN_OUT: k3 > 10 wherever |log r| > 20, so the inner clamp never changes the
+# value.  It is written as K3_IN_OUT because the exact layer's tail analysis decides that
+# form (it cannot decide "Min(Max((r - 1) - log(r), -10), 10)" for the gamma family); the
+# implementations keep the libraries' own arithmetic (no clamp before exp: overflow).
+K3_OUT = K3_IN_OUT
+
+_BOUNDED = ("zero_at_one", "subexponential_growth", "linear_growth_in_log_ratio", "locally_unbiased")
+_BOUNDED_NONNEGATIVE = ("zero_at_one", "nonnegative", "unique_minimum_at_one", "subexponential_growth",
+                        "linear_growth_in_log_ratio", "locally_unbiased")
+
+PROVED = {
+    K1: ("zero_at_one", "convex", "subexponential_growth", "linear_growth_in_log_ratio", "unbiased_kl_qp",
+         "locally_unbiased", "loss_grad_zero", "reward_grad_kl_qp"),
+    ABS: ("zero_at_one", "nonnegative", "unique_minimum_at_one", "subexponential_growth",
+          "linear_growth_in_log_ratio"),
+    K2: ("zero_at_one", "nonnegative", "unique_minimum_at_one", "subexponential_growth", "locally_unbiased",
+         "loss_grad_kl_qp"),
+    K3: ("zero_at_one", "nonnegative", "unique_minimum_at_one", "convex", "unbiased_kl_qp", "locally_unbiased",
+         "loss_grad_kl_pq"),
+    K1_OUT: _BOUNDED, K1_IN_OUT: _BOUNDED,
+    K2_OUT: _BOUNDED_NONNEGATIVE, K2_IN_OUT: _BOUNDED_NONNEGATIVE,
+    K3_IN_OUT: _BOUNDED_NONNEGATIVE,
+}
+
+# Floating-point claims declared only where they hold in every profile's search (the
+# reports show every verdict, declared or not).
+FP_FINITE = ("fp_finite",)
+# elementwise arithmetic without exp in the input dtype: a couple of roundings
+FP_EXACT_ARITHMETIC = ("fp_finite", "fp_accurate", "fp_matches_expression")
+# cast to float32 first: accurate for inputs of float32 or narrower, not for float64 inputs
+FP_FLOAT32_CAST = ("fp_finite",) + tuple(f"{claim}@{dtype}" for claim in ("fp_accurate", "fp_matches_expression")
+                                         for dtype in ("float32", "float16", "bfloat16"))

@@ -174,13 +174,11 @@ def roots(g, a: Point, b: Point, depth=0):
     found = _exact_solutions(g, a, b)
     if found is not None:
         return found
-    try:
-        turning = critical_points(g, a, b, depth)
-    except Undecided:
-        if depth:
-            raise
-        # sympy cannot place the turning points: isolate the zeros by interval arithmetic
+    try:  # interval arithmetic alone, before sympy's turning points (often a deep recursion)
         return [_snap(g, point) for point in certified_roots(g, a, b)]
+    except Undecided:
+        pass
+    turning = critical_points(g, a, b, depth)
     if turning == "constant":
         sample = sign_at(g, interior_point(a, b))
         if sample is None:

@@ -33,6 +33,15 @@ F = {
 }
 
 
+# exp(y) for y below -NEGLIGIBLE is 0 at any working precision times any factor here
+# (mpmath would spend minutes reducing an argument with thousands of digits)
+NEGLIGIBLE = 10 ** 7
+
+
+def _exp(y):
+    return mp.mpf(0) if y < -NEGLIGIBLE else mp.exp(y)
+
+
 def _k4(t):
     """log((r - 1)^2 + 1); for t > 1000, 2 t + log1p(-2 e^-t + 2 e^-2t) (no exp of a huge t)."""
     if t > 1000:
@@ -107,12 +116,14 @@ def continuous(p_spec, q_spec, g, cuts, lo=-mp.inf, hi=mp.inf, log_tails=None):
         lq = logq(x)
         if g is KL_PQ:
             lp = logp(x)
-            return mp.exp(lp) * (lp - lq)
+            return _exp(lp) * (lp - lq)
         if g is F["k3"]:
             # q k3(r) = p - q (1 + log r): no exp of a huge log r
             lp = logp(x)
-            return mp.exp(lp) - mp.exp(lq) * (1 + lp - lq)
-        return mp.exp(lq) * g(logp(x) - lq)
+            return _exp(lp) - _exp(lq) * (1 + lp - lq)
+        if lq < -NEGLIGIBLE:
+            return mp.mpf(0)
+        return _exp(lq) * g(logp(x) - lq)
 
     if log_tails is None:
         points = [lo] + [mp.mpf(c) for c in cuts] + [hi]

@@ -46,6 +46,8 @@ def _k4(t):
     """log((r - 1)^2 + 1); for t > 1000, 2 t + log1p(-2 e^-t + 2 e^-2t) (no exp of a huge t)."""
     if t > 1000:
         return 2 * t + mp.log1p(-2 * mp.exp(-t) + 2 * mp.exp(-2 * t))
+    if t < -1000:
+        return mp.log(2)  # log(2 - 2 e^t + e^2t), e^t below 1e-434
     return mp.log1p(mp.expm1(t) ** 2)
 KL_QP = lambda t: -t  # noqa: E731
 KL_PQ = "p log(p/q)"  # integrated as p (log p - log q): no exp of a huge t

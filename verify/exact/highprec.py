@@ -165,6 +165,10 @@ def log_integrand(p, q, node, mapping, u):
     with mp.workdps(15):  # only the size of the log-densities: a few digits do
         x, log_j = mapping.point_mp(u)
         size = abs(logpdf_mp(q, x)) + abs(logpdf_mp(p, x)) + 1
+    if not mp.isfinite(size):
+        # the point is beyond 15 digits' resolution (1 - x on (0, 1) below 1e-15):
+        # enough digits to resolve e^-|u| as well
+        size = mp.mpf(10) ** int(abs(u) / 2.3 + 1)
     digits = BASE_DIGITS + int(mp.log10(size)) + 5
     with mp.workdps(digits):
         x, log_j = mapping.point_mp(u)

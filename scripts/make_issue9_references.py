@@ -105,7 +105,7 @@ def poisson(mu_p, mu_q, g, count):
     for k in range(count + 1):
         lp = k * mp.log(mu_p) - mu_p - mp.loggamma(k + 1)
         lq = k * mp.log(mu_q) - mu_q - mp.loggamma(k + 1)
-        total.append(mp.exp(lq) * g(lp - lq))
+        total.append(mp.exp(lp) * (lp - lq) if g is KL_PQ else mp.exp(lq) * g(lp - lq))
     return mp.fsum(total)
 
 

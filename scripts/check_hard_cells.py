@@ -66,7 +66,7 @@ CELLS = [
     ("poisson(3)", "poisson(40)", "p", None, None),
     ("poisson(40)", "poisson(3)", "p", None, None),
     ("categorical(logits=[0, 700])", "categorical(logits=[700, 0])", "k", None, None),
-    ("categorical(logits=[0, -699.9, 3])", "categorical(logits=[-699.9, 0, 3])", "k", None, None),
+    ("categorical(logits=[0, -696.9, 3])", "categorical(logits=[-696.9, 0, 3])", "k", None, None),
     ("categorical(logits=[1e-9, 0, 0])", "categorical(logits=[0, 0, 0])", "k", None, None),
     ("categorical(logits=[5, 4, 3, 2, 1, 0])", "categorical(logits=[5, 4, 3, -inf, -inf, -inf])", "k", None, None),
     ("categorical(logits=[5, -inf, 3, 2])", "categorical(logits=[5, 4, 3, 2])", "k", None, None),

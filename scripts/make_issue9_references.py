@@ -33,10 +33,21 @@ F = {
 }
 
 
+# exp(y) for y below -NEGLIGIBLE is 0 at any working precision times any factor here
+# (mpmath would spend minutes reducing an argument with thousands of digits)
+NEGLIGIBLE = 10 ** 7
+
+
+def _exp(y):
+    return mp.mpf(0) if y < -NEGLIGIBLE else mp.exp(y)
+
+
 def _k4(t):
     """log((r - 1)^2 + 1); for t > 1000, 2 t + log1p(-2 e^-t + 2 e^-2t) (no exp of a huge t)."""
     if t > 1000:
         return 2 * t + mp.log1p(-2 * mp.exp(-t) + 2 * mp.exp(-2 * t))
+    if t < -1000:
+        return mp.log(2)  # log(2 - 2 e^t + e^2t), e^t below 1e-434
     return mp.log1p(mp.expm1(t) ** 2)
 KL_QP = lambda t: -t  # noqa: E731
 KL_PQ = "p log(p/q)"  # integrated as p (log p - log q): no exp of a huge t
@@ -94,7 +105,7 @@ def poisson(mu_p, mu_q, g, count):
     for k in range(count + 1):
         lp = k * mp.log(mu_p) - mu_p - mp.loggamma(k + 1)
         lq = k * mp.log(mu_q) - mu_q - mp.loggamma(k + 1)
-        total.append(mp.exp(lq) * g(lp - lq))
+        total.append(mp.exp(lp) * (lp - lq) if g is KL_PQ else mp.exp(lq) * g(lp - lq))
     return mp.fsum(total)
 
 
@@ -107,12 +118,14 @@ def continuous(p_spec, q_spec, g, cuts, lo=-mp.inf, hi=mp.inf, log_tails=None):
         lq = logq(x)
         if g is KL_PQ:
             lp = logp(x)
-            return mp.exp(lp) * (lp - lq)
+            return _exp(lp) * (lp - lq)
         if g is F["k3"]:
             # q k3(r) = p - q (1 + log r): no exp of a huge log r
             lp = logp(x)
-            return mp.exp(lp) - mp.exp(lq) * (1 + lp - lq)
-        return mp.exp(lq) * g(logp(x) - lq)
+            return _exp(lp) - _exp(lq) * (1 + lp - lq)
+        if lq < -NEGLIGIBLE:
+            return mp.mpf(0)
+        return _exp(lq) * g(logp(x) - lq)
 
     if log_tails is None:
         points = [lo] + [mp.mpf(c) for c in cuts] + [hi]

@@ -20,10 +20,26 @@ __all__ = ["tail_integral"]
 BASE_DIGITS = 30
 SAFETY = 10.0
 LAST_W = 90
+# Degree limit of both rules (the integrand in w is e^-w times a slowly varying factor:
+# both converge long before; a rule stopped early shows up in their disagreement).
+MAX_DEGREE = 6
 
 
 def _mpf(value):
     return mp.mpf(repr(float(value)))
+
+
+_CONSTANTS = {}
+
+
+def _constant(family, compute):
+    """A family's normalizing constant at the working precision, computed once."""
+    key = (id(family), family.spec, mp.mp.prec)
+    if key not in _CONSTANTS:
+        if len(_CONSTANTS) > 256:
+            _CONSTANTS.clear()
+        _CONSTANTS[key] = compute()
+    return _CONSTANTS[key]
 
 
 def logpdf_mp(family, x):
@@ -36,19 +52,20 @@ def logpdf_mp(family, x):
         return -abs(x - loc) / s - mp.log(2 * s)
     if n == "t":
         df, loc, s = _mpf(P["df"]), _mpf(P["loc"]), _mpf(P["scale"])
-        c = mp.loggamma((df + 1) / 2) - mp.loggamma(df / 2) - mp.log(df * mp.pi) / 2 - mp.log(s)
+        c = _constant(family, lambda: mp.loggamma((df + 1) / 2) - mp.loggamma(df / 2) - mp.log(df * mp.pi) / 2
+                      - mp.log(s))
         return c - (df + 1) / 2 * mp.log1p(((x - loc) / s) ** 2 / df)
     if n == "gamma":
         a, loc, s = _mpf(P["a"]), _mpf(P["loc"]), _mpf(P["scale"])
         y = x - loc
         if y <= 0:
             return mp.ninf
-        return (a - 1) * mp.log(y / s) - y / s - mp.loggamma(a) - mp.log(s)
+        return (a - 1) * mp.log(y / s) - y / s - _constant(family, lambda: mp.loggamma(a) + mp.log(s))
     if n == "beta":
         a, b = _mpf(P["a"]), _mpf(P["b"])
         if not 0 < x < 1:
             return mp.ninf
-        return (a - 1) * mp.log(x) + (b - 1) * mp.log1p(-x) - mp.log(mp.beta(a, b))
+        return (a - 1) * mp.log(x) + (b - 1) * mp.log1p(-x) - _constant(family, lambda: mp.log(mp.beta(a, b)))
     if n == "mixture":
         parts = [mp.log(_mpf(w)) + logpdf_mp(c, x) for w, c in zip(family.weights, family.components)]
         top = max(parts)
@@ -118,6 +135,8 @@ def _eval(node: Node, t, memo):
             out = (1, v)
         elif v > 40:
             out = (1, v + mp.log1p(-mp.exp(-v)))
+        elif v < -3 * mp.mp.dps - 50:
+            out = (-1, mp.mpf(0))  # -1 + e^v is -1 at the working precision (no exp of a huge argument)
         else:
             out = _from(mp.expm1(v))
     elif op in ("log", "log1p"):
@@ -146,6 +165,10 @@ def log_integrand(p, q, node, mapping, u):
     with mp.workdps(15):  # only the size of the log-densities: a few digits do
         x, log_j = mapping.point_mp(u)
         size = abs(logpdf_mp(q, x)) + abs(logpdf_mp(p, x)) + 1
+    if not mp.isfinite(size):
+        # the point is beyond 15 digits' resolution (1 - x on (0, 1) below 1e-15):
+        # enough digits to resolve e^-|u| as well
+        size = mp.mpf(10) ** int(abs(u) / 2.3 + 1)
     digits = BASE_DIGITS + int(mp.log10(size)) + 5
     with mp.workdps(digits):
         x, log_j = mapping.point_mp(u)
@@ -172,8 +195,8 @@ def tail_integral(p, q, node, mapping, start, direction, rate, breaks=()):
         points = sorted({mp.mpf(0), *[mp.mpf(x) for x in (1, 4, 16, 48, LAST_W)],
                          *[mp.mpf(rate * (abs(b) - abs(start))) for b in breaks
                            if 0 < rate * (abs(b) - abs(start)) < LAST_W]})
-        ts, ts_err = mp.quad(g, points, error=True)
-        gl, gl_err = mp.quad(g, points, method="gauss-legendre", error=True)
+        ts, ts_err = mp.quad(g, points, error=True, maxdegree=MAX_DEGREE)
+        gl, gl_err = mp.quad(g, points, method="gauss-legendre", error=True, maxdegree=MAX_DEGREE)
         beyond = SAFETY * max(abs(g(mp.mpf(0))), abs(g(mp.mpf(LAST_W)))) * mp.exp(-LAST_W)
         error = SAFETY * (abs(ts - gl) + ts_err + gl_err) + beyond + abs(ts) * mp.mpf(10) ** (-BASE_DIGITS + 5)
         return float(ts), float(error)

@@ -189,6 +189,17 @@ def _f_of_log_ratio(name):
 
 
 TWINS = ["k1", "k2", "k3", "kl_pq", "k4", "abs", "k3_clamped"]
+# Two value functions with kinks (not registered: the catalog's library entries stand for them)
+_KINKED = {
+    "abs": Estimator(name="abs", expr="Abs(log(r))"),
+    "k3_clamped": Estimator(
+        name="k3_clamped",
+        expr="Min(Max(exp(Min(Max(log(r), -20), 20)) - 1 - Min(Max(log(r), -20), 20), -10), 10)"),
+}
+
+
+def _estimator(name):
+    return _KINKED[name] if name in _KINKED else registry()[name]
 
 
 def _term_for_mode(f, mode):
@@ -212,7 +223,7 @@ def _term_for_mode(f, mode):
 
 @pytest.mark.parametrize("name", TWINS)
 def test_torch_twins_equal_the_exact_mode_as_data_gradients(name):
-    estimator = registry()[name]
+    estimator = _estimator(name)
     exact = {(r.mode, r.regime): r for r in G.gradient_details(estimator) if r.family == "softmax"}
     f = _f_of_log_ratio(name)
     for mode in G.MODE_NAMES:
@@ -253,7 +264,7 @@ def test_clamped_k3_on_a_given_far_pair():
     assert clamped[("loss", "given")].gradient_of == "biased"
     assert plain[("loss", "given")].gradient_of == "kl_pq"
     # and the registered k3_clamped agrees, mode as data, on the same pair
-    exact = {(r.mode, r.regime): r for r in G.gradient_details(registry()["k3_clamped"], ["loss"])
+    exact = {(r.mode, r.regime): r for r in G.gradient_details(_estimator("k3_clamped"), ["loss"])
              if r.family == "softmax"}
     assert np.linalg.norm(np.subtract(clamped[("loss", "given")].gradient, exact[("loss", "far")].gradient)) \
         <= clamped[("loss", "given")].error + exact[("loss", "far")].error

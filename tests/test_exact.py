@@ -323,7 +323,7 @@ def test_growth_of_the_builtins():
     assert lead("k4", -1) == (pytest.approx(math.log(2)), (0.0, 0.0, 0.0))
     assert lead("k2", 1) == (0.5, (0.0, 2.0, 0.0))
     assert lead("kl_pq", 1) == (1.0, (1.0, 1.0, 0.0))   # t e^t
-    assert lead("k3_clamped", 1) == (10.0, (0.0, 0.0, 0.0))
+    assert lead("verl_low_var_kl", 1) == (10.0, (0.0, 0.0, 0.0))  # k3 clamped to [-10, 10]
 
 
 @pytest.mark.parametrize("p_spec,q_spec,estimator,finite", [

@@ -68,12 +68,16 @@ def test_registry_holds_its_declared_fp_claims(name):
     declared = [c for c in estimator.claims if c.split("@")[0] in FLOATING]
     if estimator.usage is None:  # catalog entries declare only what the library's arithmetic keeps
         assert {"fp_finite", "fp_accurate", "fp_matches_expression"} <= set(declared)
+    searched = ("float32", "float64")  # the 16-bit dtypes: verify all's gate (exhaustive, minutes)
     verdicts = check_claims(estimator, [c if "@" in c else f"{c}@{d}" for c in declared
-                                        for d in ([None] if "@" in c else DTYPES)], profile="dev")
+                                        for d in ([None] if "@" in c else searched)
+                                        if "@" not in c or c.split("@")[1] in searched], profile="dev")
     bad = {c: v for c, v in verdicts.items() if v.verdict != "tested"}
     assert not bad, bad
-    for verdict in verdicts.values():
-        assert verdict.worst["ulps"] <= 4 and verdict.worst["ulps_at"]["logp"] is not None
+    for claim, verdict in verdicts.items():
+        assert verdict.worst["ulps_at"]["logp"] is not None
+        if claim.startswith("fp_accurate@") and estimator.fp_atol is None:  # the worst error is within the budget
+            assert verdict.worst["ulps"] <= (estimator.fp_ulps or 4), (claim, verdict.worst)
 
 
 def test_registry_sixteen_bit_claims_are_proved_exhaustively():

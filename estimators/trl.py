@@ -42,7 +42,7 @@ _IS_ADVICE = ("Follows grad KL(q||p) on- and off-policy near p = q (the weight m
               "of E_q[k3] = KL(q||p)).")
 
 trl_grpo_k3 = Estimator(
-    name="trl_grpo_k3", expr=C.K3, numeric=grpo_k3_numeric, claims=C.PROVED[C.K3] + C.FP_FINITE,
+    name="trl_grpo_k3", expr=C.K3, numeric=grpo_k3_numeric, claims=C.PROVED[C.K3] + C.FP_FINITE_BUT_FLOAT16,
     source=f"{_GRPO}: per_token_kl = exp(ref - logp) - (ref - logp) - 1",
     description="k3, no clamp, in the input dtype; GRPO's only KL option (beta = 0 by default: off).",
     usage=Usage("trl", "GRPO beta > 0", kinds=("loss",), default_for=("loss",), coefficient="beta 0.0 (off)",
@@ -50,7 +50,7 @@ trl_grpo_k3 = Estimator(
 )
 
 trl_grpo_k3_is = Estimator(
-    name="trl_grpo_k3_is", expr=C.K3, numeric=grpo_k3_is_numeric, claims=C.PROVED[C.K3] + C.FP_FINITE,
+    name="trl_grpo_k3_is", expr=C.K3, numeric=grpo_k3_is_numeric, claims=C.PROVED[C.K3] + C.FP_FINITE_BUT_FLOAT16,
     source=f"{_GRPO}: use_bias_correction_kl -> per_token_kl * exp(logp - old_logp), not detached",
     description="k3 times the token's importance weight q_theta/q_old, differentiable.",
     usage=Usage("trl", "use_bias_correction_kl (token)", kinds=("loss",), weight="ratio",
@@ -58,7 +58,7 @@ trl_grpo_k3_is = Estimator(
 )
 
 trl_grpo_k3_is_sequence = Estimator(
-    name="trl_grpo_k3_is_sequence", expr=C.K3, numeric=grpo_k3_is_numeric, claims=C.PROVED[C.K3] + C.FP_FINITE,
+    name="trl_grpo_k3_is_sequence", expr=C.K3, numeric=grpo_k3_is_numeric, claims=C.PROVED[C.K3] + C.FP_FINITE_BUT_FLOAT16,
     source=f"{_GRPO}: use_bias_correction_kl with importance_sampling_level='sequence'",
     description="k3 times exp(mean over the sequence of log(q_theta/q_old)), broadcast onto every token.",
     usage=Usage("trl", "use_bias_correction_kl (sequence)", kinds=("loss",), weight="ratio",
@@ -76,7 +76,7 @@ trl_ppo_k1 = Estimator(
 )
 
 trl_ppo_k3 = Estimator(
-    name="trl_ppo_k3", expr=C.K3, numeric=ppo_k3_numeric, claims=C.PROVED[C.K3] + C.FP_FINITE,
+    name="trl_ppo_k3", expr=C.K3, numeric=ppo_k3_numeric, claims=C.PROVED[C.K3] + C.FP_FINITE_BUT_FLOAT16,
     source="trl trainer/ppo_trainer.py: kl_estimator='k3' -> (logr.exp() - 1) - logr",
     description="k3 in the reward, in the input dtype.",
     usage=Usage("trl", "PPO kl_estimator k3", kinds=("reward",), coefficient="kl_coef 0.05",

@@ -48,8 +48,23 @@ def _fp_claim_order(claims):
     return [f"{base}@{dtype}" for base in FLOATING for dtype in DTYPES if f"{base}@{dtype}" in claims]
 
 
+def _canonical(results) -> dict:
+    """results as results.json holds them (keys sorted), with each estimator's claims in the
+    claims reference's order: the reports are a function of results.json alone, whatever
+    order the layers finished in."""
+    from verify.claims import expand_claims
+
+    results = json.loads(json.dumps(results, sort_keys=True))
+    order = {claim: i for i, claim in enumerate(list(SYMBOLIC) + expand_claims(FLOATING))}
+    for record in results.get("estimators", {}).values():
+        claims = record.get("claims", {})
+        record["claims"] = {c: claims[c] for c in sorted(claims, key=lambda c: (order.get(c, len(order)), c))}
+    return results
+
+
 def render(results) -> dict[str, bytes]:
     """Every report file (path relative to the report folder -> bytes)."""
+    results = _canonical(results)
     files = {"results.json": (json.dumps(results, indent=1, sort_keys=True) + "\n").encode()}
     files["README.md"] = _index(results).encode()
     files["choosing.md"] = _choosing(results).encode()

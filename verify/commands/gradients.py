@@ -105,8 +105,15 @@ def run(args) -> int:
     code = EXIT_OK
     objects, texts = [], []
     for estimator in estimators:
+        wanted = modes
+        if args.target is None and modes is not None and estimator.usage is not None:
+            # over the whole registry, a catalog entry shows the asked modes its library uses
+            own = {mode.name for mode in gradients.library_modes(estimator)}
+            wanted = [name for name in modes if name in own]
+            if not wanted:
+                continue
         try:
-            results = gradients.gradient_details(estimator, modes)
+            results = gradients.gradient_details(estimator, wanted)
         except gradients.GradientUndecided as error:
             print(f"kl-verify: {estimator.name}: undecided: {error}", file=sys.stderr)
             if code == EXIT_OK:

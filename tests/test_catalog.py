@@ -16,6 +16,7 @@ import pytest
 import sympy as sp
 
 from estimators import Estimator, Usage, registry
+from finite_differences import central_difference
 from verify import UsageError
 from verify import gradients as G
 from verify.cli import main
@@ -193,13 +194,7 @@ def _library_objective(estimator, mode, pair):
 
 
 def _finite_difference(objective, theta0):
-    gradient = []
-    for i in range(len(theta0)):
-        up, down = list(theta0), list(theta0)
-        up[i] += FD_STEP
-        down[i] -= FD_STEP
-        gradient.append(float((objective(up) - objective(down)) / (2 * FD_STEP)))
-    return np.array(gradient)
+    return central_difference(objective, theta0, FD_STEP)
 
 
 CASES = [(name, mode.name, regime) for name in CATALOG for mode in G.library_modes(REGISTRY[name])

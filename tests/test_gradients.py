@@ -15,6 +15,7 @@ import pytest
 import sympy as sp
 
 from estimators import registry
+from finite_differences import central_difference
 from verify import UsageError
 from verify import gradients as G
 from verify.cli import main
@@ -126,13 +127,7 @@ def _surrogate_gradient(expr, mode_name, pair):
             total += mpmath.exp(sampler[x]) * value
         return total
 
-    gradient = []
-    for i in range(len(theta0)):
-        up, down = list(theta0), list(theta0)
-        up[i] += FD_STEP
-        down[i] -= FD_STEP
-        gradient.append(float((objective(up) - objective(down)) / (2 * FD_STEP)))
-    return np.array(gradient)
+    return central_difference(objective, theta0, FD_STEP)
 
 
 @pytest.mark.parametrize("mode", G.MODE_NAMES)

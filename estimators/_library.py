@@ -16,11 +16,12 @@ import numpy as np
 
 from estimators._numerics import input_dtype
 
-try:
-    import ml_dtypes as _ml_dtypes
-    _SIXTEEN_BIT = (np.dtype(np.float16), np.dtype(_ml_dtypes.bfloat16))
-except ImportError:  # pragma: no cover
-    _SIXTEEN_BIT = (np.dtype(np.float16),)
+
+
+def _sixteen_bit(dtype) -> bool:
+    """float16 or bfloat16, by name: importing ml_dtypes here would cost every CLI call
+    (a bfloat16 array implies ml_dtypes is loaded already)."""
+    return dtype == np.float16 or dtype.name == "bfloat16"
 
 
 def as_dtype(logp, logq, dtype=None):
@@ -42,7 +43,7 @@ def clamp(x, low, high):
 def _transcendental(function, x):
     x = np.asarray(x)
     with np.errstate(all="ignore"):
-        if x.dtype in _SIXTEEN_BIT:
+        if _sixteen_bit(x.dtype):
             return function(x.astype(np.float64)).astype(np.float32).astype(x.dtype)
         return function(x)
 

@@ -85,8 +85,6 @@ def _symbolic_verdicts(estimator, timeout):
 
 
 def run(args) -> int:
-    from verify import gradients
-
     if args.framework == "torch":
         return run_torch(args)
     for option in ("usage", "p", "q", "old", "logits"):
@@ -94,6 +92,9 @@ def run(args) -> int:
             raise UsageError(f"--{option} needs --framework torch (a term FUNC(logp, ref_logp, old_logp))")
     if not 0 < args.timeout <= 3600:
         raise UsageError("--timeout must be in (0, 3600] seconds")
+    target = None if args.target is None else resolve(args.target)  # a bad name fails before the imports below
+    from verify import gradients
+
     modes = _mode_names(args.mode)  # catalog entries: their library's modes (loss, loss_offpolicy, reward)
     for name in modes or ():
         if name not in gradients.MODE_NAMES + gradients.LIBRARY_MODE_NAMES:
@@ -101,7 +102,7 @@ def run(args) -> int:
     if args.target is None:
         estimators = [estimator for _, estimator in sorted(load_registry().items())]
     else:
-        estimators = [resolve(args.target)]
+        estimators = [target]
     code = EXIT_OK
     objects, texts = [], []
     for estimator in estimators:

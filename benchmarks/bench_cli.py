@@ -32,7 +32,10 @@ CASES = [
     ("all: bad --jobs", ["-m", "verify", "all", "--jobs", "0"]),
     ("fuzz: unknown dtype", ["-m", "verify", "fuzz", "k3", "--dtypes", "float8"]),
     ("moments: bad spec", ["-m", "verify", "moments", "k3", "--p", "norm(0, 1", "--q", "norm(0, 1)"]),
+    ("moments: unknown estimator", ["-m", "verify", "moments", "no_such_estimator", "--p", "norm(0, 1)",
+                                    "--q", "norm(0, 1)"]),
     ("gradients: unknown mode", ["-m", "verify", "gradients", "k3", "--mode", "sideways"]),
+    ("gradients: unknown estimator", ["-m", "verify", "gradients", "no_such_estimator"]),
 ]
 
 

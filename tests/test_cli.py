@@ -112,3 +112,12 @@ def test_check_loads_an_estimator_from_a_file(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "linear_growth_in_log_ratio" in out and "refuted" in out
     assert main(["check", f"{path}:nothing"]) == 2
+
+
+def test_gradients_mode_names_agree():
+    """`verify gradients --mode` is checked without importing the layer: its list must match."""
+    import verify.commands.gradients as command
+    from verify import gradients
+
+    assert command.MODE_NAMES == gradients.MODE_NAMES
+    assert set(gradients.LIBRARY_MODE_NAMES) <= set(command.MODE_NAMES)

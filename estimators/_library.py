@@ -17,7 +17,6 @@ import numpy as np
 from estimators._numerics import input_dtype
 
 
-
 def _sixteen_bit(dtype) -> bool:
     """float16 or bfloat16, by name: importing ml_dtypes here would cost every CLI call
     (a bfloat16 array implies ml_dtypes is loaded already)."""

@@ -79,7 +79,6 @@ def _symbolic_verdicts(estimator, timeout):
     if estimator.expr is None:  # not a function of r: no symbolic claims
         return {}
     from verify import symbolic
-
     from verify.expression import as_expression
 
     verdicts = symbolic.decide(as_expression(estimator.expr), list(GRADIENT), timeout=timeout)

@@ -457,17 +457,18 @@ def _without_local_constants():
     the pool is left as it is."""
     try:
         from hypothesis.internal.conjecture import providers
-        pool_of, empty, cache = providers._get_local_constants, providers.Constants(), providers.CONSTANTS_CACHE
+        pool_of, empty = providers._get_local_constants, providers.Constants()
+        forget_filtered_pools = providers.CONSTANTS_CACHE.cache.clear  # computed with the local constants
     except (ImportError, AttributeError):  # an older or newer hypothesis: nothing to neutralise
         yield
         return
-    cache.cache.clear()  # filtered pools computed with the local constants
+    forget_filtered_pools()
     providers._get_local_constants = lambda: empty
     try:
         yield
     finally:
         providers._get_local_constants = pool_of
-        cache.cache.clear()
+        forget_filtered_pools()
 
 
 def _hypothesis_search(run: _DtypeRun, profile: str):

@@ -54,6 +54,23 @@ def test_round_to_bfloat16_rounds_once():
     assert exact_tie.tolist() == [1.0]
 
 
+def test_round_to_float16_gives_numpys_bits_at_every_tie_and_its_neighbours():
+    """The arithmetic float16 rounding (estimators._numerics) against NumPy's own cast,
+    which rounds float64 to float16 directly, to nearest even: every float16 value, every
+    midpoint between neighbours (the ties), one float64 ulp either side of each, the
+    overflow threshold 65520 and values far beyond both ends of the range."""
+    halves = np.arange(2 ** 16, dtype=np.uint16).view(np.float16).astype(np.float64)
+    halves = np.sort(halves[np.isfinite(halves)])
+    midpoints = (halves[1:] + halves[:-1]) / 2  # exact: float16 values have 11 bits
+    probes = np.concatenate([halves, midpoints, np.nextafter(midpoints, np.inf), np.nextafter(midpoints, -np.inf),
+                             [65520.0, -65520.0, 65519.99, 1e300, -1e300, 2.0 ** -25, 2.0 ** -26, 1e-300,
+                              -1e-300, np.inf, -np.inf, 0.0, -0.0]])
+    with np.errstate(all="ignore"):
+        expected = probes.astype(np.float16).view(np.uint16)
+    assert np.array_equal(round_to_dtype(probes, "float16").view(np.uint16), expected)
+    assert np.isnan(round_to_dtype(np.array([np.nan]), "float16")[0])
+
+
 def test_ulp_matches_numpy_spacing():
     for name in ("float64", "float32", "float16"):
         np_dtype = numpy_dtype(name)

@@ -189,3 +189,32 @@ def test_vectorised_decisions_agree_with_the_exact_judge_pair_by_pair(target, dt
                     expected[claim] += 1
     assert tally.pairs == len(values) ** 2
     assert {c: tally.failures.get(c, 0) for c in FLOATING} == expected, (tally.failures, expected)
+
+
+@pytest.mark.parametrize("target", ["examples/libraries.py:verl_low_var_kl", "examples/naive.py:k4_blog"])
+def test_the_tally_does_not_depend_on_chunks_or_workers(target, monkeypatch):
+    """Failure counts, kept examples, worst errors and the pairs left to the exact judge
+    are the same with one row per chunk or many, swept here or in two forked workers."""
+    from verify import floating
+    from verify.floating import exhaustive
+
+    estimator = resolve(target)
+    run = floating._DtypeRun(floating.DTYPE_INFO["bfloat16"], floating._implementation(estimator),
+                             floating.Reference(estimator.expr), floating.ACCURATE_ULPS)
+    enclosures = run._enclosures()
+
+    def sweep(workers):
+        tally = exhaustive.enumerate_pairs(
+            run.info, NUMPY["bfloat16"], (-2.0, -0.25), run.evaluate_exact, list(FLOATING),
+            enclosure=enclosures.function, taylor=enclosures.taylor, derivative=enclosures.derivative,
+            accurate_ulps=run.accurate_ulps, atol=0.0, match_ulps=floating.MATCH_ULPS, judge=run.judge,
+            workers=workers)
+        return (tally.pairs, tally.failures, tally.examples, tally.worst_ulps, tally.worst_abs,
+                tally.settled_by_mpmath, tally.unsettled, tally.undefined)
+
+    monkeypatch.setattr(exhaustive, "CHUNK_PAIRS", 1)  # one row per chunk
+    one_row = sweep(1)
+    assert one_row[1], "the implementation fails somewhere here: the examples are compared"
+    monkeypatch.setattr(exhaustive, "CHUNK_PAIRS", 1 << 16)  # many rows per chunk
+    assert sweep(1) == one_row
+    assert sweep(2) == one_row

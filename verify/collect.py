@@ -62,12 +62,14 @@ def symbolic_layer(estimator, timeout):
     return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
 
 
-def floating_layer(estimator, profile):
+def floating_layer(estimator, profile, sweep_workers=None):
+    from verify import floating
     from verify.api import check
 
     if estimator.numeric is None:
         return {}
-    verdicts = check(estimator, expand_claims(FLOATING), profile=profile).verdicts
+    with floating.sweep_workers(sweep_workers or floating.SWEEP_WORKERS):
+        verdicts = check(estimator, expand_claims(FLOATING), profile=profile).verdicts
     return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
 
 
@@ -111,11 +113,11 @@ def reproductions_layer():
     return exact.reproductions()
 
 
-def _layer_task(layer, estimator, profile, timeout):
+def _layer_task(layer, estimator, profile, timeout, sweep_workers=None):
     if layer == "symbolic":
         return symbolic_layer(estimator, timeout)
     if layer == "floating":
-        return floating_layer(estimator, profile)
+        return floating_layer(estimator, profile, sweep_workers)
     if layer == "moments":
         return moments_layer(estimator)
     return gradients_layer(estimator)
@@ -172,7 +174,8 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
     if "moments" in layers:
         tasks.append(("reproductions", None))
     calls = [((reproductions_layer, ()) if layer == "reproductions"
-              else (_layer_task, (layer, registry[name], profile, timeout))) for layer, name in tasks]
+              else (_layer_task, (layer, registry[name], profile, timeout, 1 if jobs > 1 else None)))
+             for layer, name in tasks]  # cells already run side by side: one process per sweep
     budget = 1800.0  # per cell: the floating layer enumerates every 16-bit input pair (minutes on a busy machine)
     computed = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(tasks[i], len(tasks))))
     by_key = {keys.get(cell, cell): result for cell, result in zip(tasks, computed)}

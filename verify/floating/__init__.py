@@ -32,6 +32,8 @@ inputs).
 from __future__ import annotations
 
 import math
+import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -82,6 +84,10 @@ REFERENCE_MAX_BITS = 8192
 # A zero at low precision is re-evaluated at 4096 and 8192 bits: float64 inputs have a
 # log ratio of at least 2**-1074 in size, so terms like t**2 need about 2150 bits.
 REFERENCE_ZERO_BITS = 8192
+
+# Processes that share one exhaustive 16-bit sweep (``sweep_workers``): every core,
+# unless the caller already runs several cells at once (``verify all``).
+SWEEP_WORKERS = os.cpu_count() or 1
 
 PROFILES = ("dev", "ci", "thorough")
 # Sizes of the float32/float64 search (16-bit dtypes are always enumerated):
@@ -497,6 +503,27 @@ def _all_values(info: DtypeInfo) -> np.ndarray:
     return all_values(numpy_dtype(info.name), DOMAIN)
 
 
+@contextmanager
+def sweep_workers(count: int):
+    """Run the exhaustive sweeps inside the block with ``count`` processes."""
+    global SWEEP_WORKERS
+    previous, SWEEP_WORKERS = SWEEP_WORKERS, max(1, int(count))
+    try:
+        yield
+    finally:
+        SWEEP_WORKERS = previous
+
+
+def _sweep_workers() -> int:
+    """SWEEP_WORKERS where forking is safe: a platform with fork, and no torch loaded (a
+    child forked after torch started its thread pools can deadlock in them)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods() or "torch" in sys.modules:
+        return 1
+    return SWEEP_WORKERS
+
+
 def _exhaustive(run: _DtypeRun, claims, progress=None):
     """All four claims over every pair of the 16-bit domain (``exhaustive.py``)."""
     enclosures = run._enclosures()
@@ -509,7 +536,8 @@ def _exhaustive(run: _DtypeRun, claims, progress=None):
     tally = enumerate_pairs(run.info, numpy_dtype(run.info.name), DOMAIN, implementation, claims,
                             enclosure=enclosures.function, taylor=enclosures.taylor,
                             derivative=enclosures.derivative, accurate_ulps=run.accurate_ulps, atol=run.atol,
-                            match_ulps=MATCH_ULPS, judge=run.judge, progress=progress)
+                            match_ulps=MATCH_ULPS, judge=run.judge, progress=progress,
+                            workers=_sweep_workers())
     run.exhaustive = tally
     run.exhaustive_claims = tuple(claims)
     run.sources["exhaustive"] = tally.pairs

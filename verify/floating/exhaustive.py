@@ -20,7 +20,7 @@ from verify.floating.interval import _down, _up
 
 __all__ = ["ExhaustiveTally", "all_values", "enumerate_pairs", "MAX_UNKNOWN", "CHUNK_PAIRS"]
 
-CHUNK_PAIRS = 1 << 17  # about 1 MB per float64 array: stays in cache
+CHUNK_PAIRS = 1 << 15  # 256 KiB per float64 array: see below
 MAX_UNKNOWN = 20_000  # pairs settled one by one in mpmath before a claim is left undecided
 EXAMPLES_KEPT = 8  # failing pairs kept per claim (worst first), for counterexamples
 
@@ -60,53 +60,60 @@ def _ulp(magnitude, info):
     return power * 2.0 ** (1 - info.precision)
 
 
-def _keep_examples(tally, claim, bad, severity, logp, logq):
-    count = int(np.count_nonzero(bad))
-    if not count:
-        return
-    tally.failures[claim] = tally.failures.get(claim, 0) + count
+def _keep_examples(tally, claim, bad, severity_of, logp, logq):
+    """Count the failing pairs ``bad`` and keep the EXAMPLES_KEPT worst failures seen so
+    far: largest severity first, then smallest (logp, logq).  That order is total, so
+    what is kept does not depend on how the pairs were split into chunks (or workers).
+    ``severity_of(index)`` gives the severities of the failing pairs at ``index``."""
     index = np.flatnonzero(bad)
-    sev = np.where(np.isnan(severity[index]), np.inf, severity[index])
-    kept = tally.examples.setdefault(claim, [])
-    if len(kept) >= EXAMPLES_KEPT and sev.max() <= kept[-1][0]:  # ties keep the earlier pairs
+    if not len(index):
         return
-    if len(index) > EXAMPLES_KEPT:
-        index = index[np.argpartition(-sev, EXAMPLES_KEPT)[:EXAMPLES_KEPT]]
-    take = index
-    kept += [(float(severity[i]), float(logp[i]), float(logq[i])) for i in take]
-    kept.sort(key=lambda e: (-e[0] if not math.isnan(e[0]) else -math.inf, e[1], e[2]))
+    tally.failures[claim] = tally.failures.get(claim, 0) + len(index)
+    severity = np.asarray(severity_of(index), dtype=np.float64)
+    severity = np.where(np.isnan(severity), np.inf, severity)
+    at_p, at_q = logp[index], logq[index]
+    kept = tally.examples.setdefault(claim, [])
+    if len(kept) >= EXAMPLES_KEPT:  # only what beats the last one kept
+        last, last_p, last_q = kept[-1]
+        better = (severity > last) | ((severity == last) & ((at_p < last_p) | ((at_p == last_p) & (at_q < last_q))))
+        if not better.any():
+            return
+        severity, at_p, at_q = severity[better], at_p[better], at_q[better]
+    if len(severity) > EXAMPLES_KEPT:
+        best = np.lexsort((at_q, at_p, -severity))[:EXAMPLES_KEPT]
+        severity, at_p, at_q = severity[best], at_p[best], at_q[best]
+    kept += zip(severity.tolist(), at_p.tolist(), at_q.tolist())
+    kept.sort(key=lambda e: (-e[0], e[1], e[2]))
     del kept[EXAMPLES_KEPT:]
 
 
 def _enclose(t_hi, inexact, enclosure, taylor):
     """[low, high] around f at every t within one float64 ulp of ``t_hi`` (when
-    ``inexact``: log p - log q did not fit a double) or at ``t_hi`` itself."""
-    size = len(t_hi)
+    ``inexact``: log p - log q did not fit a double) or at ``t_hi`` itself: the float64
+    interval enclosure, intersected with the Taylor model near t = 0 where the former
+    is not tight (a cancelling formula such as exp(t) - 1 - t)."""
     if inexact:
         t_low, t_high = _down(t_hi, 1), _up(t_hi, 1)
     else:
         t_low = t_high = t_hi
-    low, high = np.empty(size), np.empty(size)
-    small = np.abs(t_hi) <= taylor.radius * (1 - 2 ** -30) if taylor is not None else np.zeros(size, dtype=bool)
-    count = int(np.count_nonzero(small))
-    if count == size:
-        large_index = None
-    elif count:
-        large_index = np.flatnonzero(~small)
-    if count < size:
-        if count == 0:
-            low[:], high[:] = enclosure(t_low, t_high)
-        else:
-            low[large_index], high[large_index] = enclosure(t_low[large_index], t_high[large_index])
-    if count:
-        index = np.flatnonzero(small)
-        centre = t_hi[index]
-        error = np.abs(centre) * 2.0 ** -52 + 2.0 ** -1000 if inexact else np.zeros(count)
-        taylor_low, taylor_high = taylor(centre, error)
-        # the float64 enclosure is valid too: keep the tighter of the two (fmax/fmin skip NaN)
-        direct_low, direct_high = enclosure(t_low[index], t_high[index]) if count < 4096 else (taylor_low, taylor_high)
-        low[index] = np.fmax(taylor_low, direct_low)
-        high[index] = np.fmin(taylor_high, direct_high)
+    low, high = enclosure(t_low, t_high)
+    if taylor is None:
+        return low, high
+    near = np.flatnonzero(np.abs(t_hi) <= taylor.radius * (1 - 2 ** -30))
+    if not len(near):
+        return low, high
+    direct_low, direct_high = low[near], high[near]
+    loose = ~(direct_high - direct_low <= np.abs(direct_low + direct_high) * 2.0 ** -44)  # NaN: loose
+    if not loose.any():
+        return low, high
+    index, direct_low, direct_high = near[loose], direct_low[loose], direct_high[loose]
+    centre = t_hi[index]
+    error = np.abs(centre) * 2.0 ** -52 + 2.0 ** -1000 if inexact else np.zeros(len(index))
+    taylor_low, taylor_high = taylor(centre, error)
+    # both enclosures are valid: keep the tighter ends (fmax/fmin skip NaN)
+    low, high = np.array(low, dtype=np.float64), np.array(high, dtype=np.float64)  # writable copies
+    low[index] = np.fmax(taylor_low, direct_low)
+    high[index] = np.fmin(taylor_high, direct_high)
     return low, high
 
 
@@ -145,7 +152,7 @@ def _decide(part, ulps, absolute, matches, derivative, info, unit, match_ulps):
 
 
 def enumerate_pairs(info, np_dtype, domain, implementation, claims, *, enclosure, taylor, derivative,
-                    accurate_ulps, atol, match_ulps, judge, progress=None) -> ExhaustiveTally:
+                    accurate_ulps, atol, match_ulps, judge, progress=None, workers=1) -> ExhaustiveTally:
     """Decide ``claims`` (base names) over every pair of the dtype's values in ``domain``.
 
     ``implementation(logp, logq)`` takes arrays of ``np_dtype`` and returns a float64
@@ -159,108 +166,18 @@ def enumerate_pairs(info, np_dtype, domain, implementation, claims, *, enclosure
     lies in [d - rho, d + rho] (rounded outwards) and the ulp of f between the ulps of
     |M| - rho and |M| + rho; a pair passes when the largest error is within the
     smallest tolerance, fails when the smallest error exceeds the largest, and goes to
-    ``judge`` otherwise."""
-    values = all_values(np_dtype, domain)
-    n = len(values)
-    values_dtype = values.astype(np_dtype)
-    rows = max(1, CHUNK_PAIRS // n)
-    tiled64 = np.tile(values, rows)
-    tiled = np.tile(values_dtype, rows)
-    tally = ExhaustiveTally(values_per_dtype=n)
-    inexact = info.name != "float16"  # every difference of two float16 numbers in [-60, 0] is a double
+    ``judge`` otherwise.
+
+    ``workers`` > 1 sweeps blocks of rows in that many forked processes.  The tally does
+    not depend on it: every part of it is a count, a "first in row order" or a total
+    order (``_keep_examples``), and the parts are merged in row order."""
+    _keep_freed_memory()
+    sweep = _Sweep(info, np_dtype, domain, implementation, claims, enclosure, taylor, derivative,
+                   accurate_ulps, atol, match_ulps)
+    tally = ExhaustiveTally(values_per_dtype=sweep.n)
     unknown = []
-    unit = float(info.unit_roundoff)
-    smallest_normal = float(info.smallest_normal)
-    max_finite = info.max_finite
-    reference_claims = [c for c in ("fp_finite", "fp_accurate", "fp_matches_expression") if c in claims]
-    grow, shrink, margin = 1 + 2.0 ** -48, 1 - 2.0 ** -48, 2.0 ** -1000
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        size = (stop - start) * n
-        logp64, logp = tiled64[:size], tiled[:size]
-        logq64 = np.repeat(values[start:stop], n)
-        logq = np.repeat(values_dtype[start:stop], n)
-        with np.errstate(all="ignore"):
-            value = implementation(logp, logq)
-        tally.pairs += size
-        if "fp_nonnegative" in claims:
-            bad = ~(value >= 0)
-            if bad.any():
-                _keep_examples(tally, "fp_nonnegative", bad, np.where(np.isnan(value), np.inf, -value), logp64, logq64)
-        with np.errstate(all="ignore"):
-            low, high = _enclose(logp64 - logq64, inexact, enclosure, taylor)
-            middle = 0.5 * low + 0.5 * high
-            radius = (high - middle) * grow + margin  # NaN where the enclosure failed
-            magnitude = np.abs(middle)
-            magnitude_low = np.maximum(magnitude - radius, 0.0)
-            magnitude_high = magnitude + radius
-            in_range = magnitude_high <= max_finite  # False where the enclosure is NaN
-            finite_value = np.isfinite(value)
-            distance = np.abs(value - middle)
-            error_high = distance * grow + radius
-            error_low = distance * shrink - radius
-            ulp_low, ulp_high = _ulp(magnitude_low, info), _ulp(magnitude_high, info)
-            ulp_middle = ulp_low  # for ranking failures and finding the worst pair (recomputed exactly)
-            good = in_range & finite_value
-        undecided = {}
-        if "fp_finite" in claims:
-            out_of_range = magnitude_low > max_finite
-            undecided["fp_finite"] = ~finite_value & ~in_range & ~out_of_range
-            bad = ~finite_value & in_range
-            if bad.any():
-                _keep_examples(tally, "fp_finite", bad, np.ones(size), logp64, logq64)
-        columns = {"error_high": error_high, "error_low": error_low, "ulp_low": ulp_low, "ulp_high": ulp_high,
-                   "good": good, "in_range": in_range, "finite": finite_value, "magnitude_low": magnitude_low,
-                   "value": value, "middle": middle, "logp": logp64, "logq": logq64}
-        passes_accurate = None
-        for claim, ulps, absolute in (("fp_accurate", accurate_ulps, atol), ("fp_matches_expression", match_ulps, 0.0)):
-            if claim not in claims:
-                continue
-            subset = None
-            if claim == "fp_matches_expression" and passes_accurate is not None and accurate_ulps <= match_ulps:
-                # a pair within the accurate tolerance (ulps part) is within this one too
-                subset = np.flatnonzero(~passes_accurate)
-                if len(subset) > size // 2:  # gathering most columns costs more than it saves
-                    subset = None
-            part = columns if subset is None else {k: v[subset] for k, v in columns.items()}
-            passes, fails = _decide(part, ulps, absolute, claim == "fp_matches_expression", derivative,
-                                    info, unit, match_ulps)
-            if claim == "fp_accurate":
-                passes_accurate = part["good"] & ((part["error_high"] <= accurate_ulps * part["ulp_low"])
-                                                  | (part["error_high"] < smallest_normal))
-            if subset is not None:
-                full_passes, full_fails = passes_accurate.copy(), np.zeros(size, dtype=bool)
-                full_passes[subset], full_fails[subset] = passes, fails
-                passes, fails = full_passes, full_fails
-            undecided[claim] = ~(passes | fails)
-            if fails.any():
-                _keep_examples(tally, claim, fails, np.where(finite_value, distance / ulp_middle, np.inf), logp64, logq64)
-        with np.errstate(all="ignore"):
-            judged_distance = np.where(good, distance, -1.0)
-            worst = int(np.argmax(judged_distance))
-            if judged_distance[worst] > tally.worst_abs[0]:
-                tally.worst_abs = (float(judged_distance[worst]), float(logp64[worst]), float(logq64[worst]))
-            in_ulps = judged_distance / ulp_middle
-            worst = int(np.argmax(in_ulps))
-            if in_ulps[worst] > tally.worst_ulps[0]:
-                tally.worst_ulps = (float(in_ulps[worst]), float(logp64[worst]), float(logq64[worst]))
-        nonfinite = in_range & ~finite_value
-        if nonfinite.any() and not math.isinf(tally.worst_ulps[0]):
-            first = int(np.flatnonzero(nonfinite)[0])
-            tally.worst_ulps = (math.inf, float(logp64[first]), float(logq64[first]))
-            tally.worst_abs = (math.inf, float(logp64[first]), float(logq64[first]))
-        any_undecided = np.zeros(size, dtype=bool)
-        for mask in undecided.values():
-            any_undecided |= mask
-        if any_undecided.any():
-            index = np.flatnonzero(any_undecided)
-            if len(unknown) + len(index) <= MAX_UNKNOWN:
-                for i in index.tolist():
-                    which = tuple(c for c, mask in undecided.items() if mask[i])
-                    unknown.append((float(logp64[i]), float(logq64[i]), float(value[i]), which))
-            else:
-                for claim, mask in undecided.items():
-                    tally.unsettled[claim] = tally.unsettled.get(claim, 0) + int(np.count_nonzero(mask))
+    for part in _sweep_blocks(sweep, workers):
+        _merge(tally, part, unknown)
         if progress:
             progress(tally.pairs)
     for logp_value, logq_value, value, which in unknown:
@@ -272,7 +189,7 @@ def enumerate_pairs(info, np_dtype, domain, implementation, claims, *, enclosure
         for claim in which:
             ok, severity = outcome[claim]
             if not ok:
-                _keep_examples(tally, claim, np.array([True]), np.array([severity]),
+                _keep_examples(tally, claim, np.array([True]), lambda i: np.array([severity]),
                                np.array([logp_value]), np.array([logq_value]))
         ulps, absolute = outcome.get("_error", (0.0, 0.0))
         if ulps > tally.worst_ulps[0]:
@@ -280,6 +197,226 @@ def enumerate_pairs(info, np_dtype, domain, implementation, claims, *, enclosure
         if absolute > tally.worst_abs[0]:
             tally.worst_abs = (absolute, logp_value, logq_value)
     return tally
+
+
+def _keep_freed_memory():
+    """Ask glibc to keep freed memory instead of handing it back to the kernel at once.
+    The sweep allocates and frees arrays of ~200 KB millions of times; by default glibc
+    trims its heap (or unmaps them) after most frees, and the page faults of the next
+    allocation cost more system time than the arithmetic (9 s of 52 s for k3 in
+    float16).  No effect elsewhere (another libc, or no libc found)."""
+    global _MEMORY_KEPT
+    if _MEMORY_KEPT:
+        return
+    _MEMORY_KEPT = True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_trim_threshold, 512 << 20)
+    mallopt(m_mmap_threshold, 32 << 20)
+
+
+_MEMORY_KEPT = False
+BLOCKS = 16  # row blocks handed to workers (and between progress reports)
+
+
+class _Sweep:
+    """What every block of rows needs: the values, the implementation, the enclosures
+    and the tolerances."""
+
+    def __init__(self, info, np_dtype, domain, implementation, claims, enclosure, taylor, derivative,
+                 accurate_ulps, atol, match_ulps):
+        self.values = all_values(np_dtype, domain)
+        self.n = len(self.values)
+        self.values_dtype = self.values.astype(np_dtype)
+        self.rows = max(1, CHUNK_PAIRS // self.n)
+        self.tiled64 = np.tile(self.values, self.rows)
+        self.tiled = np.tile(self.values_dtype, self.rows)
+        self.info, self.implementation, self.claims = info, implementation, tuple(claims)
+        self.enclosure, self.taylor, self.derivative = enclosure, taylor, derivative
+        self.accurate_ulps, self.atol, self.match_ulps = accurate_ulps, atol, match_ulps
+        self.inexact = info.name != "float16"  # every difference of two float16 numbers in [-60, 0] is a double
+        # a pair within this many ulps passes fp_accurate and fp_matches_expression
+        ulps = [u for c, u in (("fp_accurate", accurate_ulps), ("fp_matches_expression", match_ulps)) if c in claims]
+        self.easy_ulps = min(ulps) if ulps else math.inf
+
+    def blocks(self):
+        bounds = np.linspace(0, self.n, min(BLOCKS, self.n) + 1).round().astype(int).tolist()
+        return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+_ACTIVE: _Sweep | None = None  # the sweep forked workers inherit
+
+
+def _sweep_block(bounds):
+    return _sweep_rows(_ACTIVE, *bounds)
+
+
+def _sweep_blocks(sweep, workers):
+    """The parts of every block, in row order, swept here or in forked workers."""
+    global _ACTIVE
+    blocks = sweep.blocks()
+    if workers <= 1 or len(blocks) <= 1:
+        for start, stop in blocks:
+            yield _sweep_rows(sweep, start, stop)
+        return
+    import multiprocessing
+
+    _ACTIVE = sweep
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(blocks))) as pool:
+            yield from pool.imap(_sweep_block, blocks)
+    finally:
+        _ACTIVE = None
+
+
+def _merge(tally, part, unknown):
+    """Add one block's part to the tally (blocks arrive in row order)."""
+    tally.pairs += part.pairs
+    for claim, count in part.failures.items():
+        tally.failures[claim] = tally.failures.get(claim, 0) + count
+    for claim, examples in part.examples.items():
+        kept = tally.examples.setdefault(claim, [])
+        kept += examples
+        kept.sort(key=lambda e: (-e[0], e[1], e[2]))
+        del kept[EXAMPLES_KEPT:]
+    if part.worst_ulps[0] > tally.worst_ulps[0]:
+        tally.worst_ulps = part.worst_ulps
+    if part.worst_abs[0] > tally.worst_abs[0]:
+        tally.worst_abs = part.worst_abs
+    for claim, count in part.unsettled.items():
+        tally.unsettled[claim] = tally.unsettled.get(claim, 0) + count
+    room = max(0, MAX_UNKNOWN - len(unknown))
+    unknown += part.unknown[:room]
+    for *_, which in part.unknown[room:]:
+        for claim in which:
+            tally.unsettled[claim] = tally.unsettled.get(claim, 0) + 1
+
+
+@dataclass
+class _Part:
+    """One block's findings (an ExhaustiveTally's counts, plus the first MAX_UNKNOWN
+    pairs the enclosure did not settle)."""
+
+    pairs: int = 0
+    failures: dict = field(default_factory=dict)
+    examples: dict = field(default_factory=dict)
+    worst_ulps: tuple = (0.0, None, None)
+    worst_abs: tuple = (0.0, None, None)
+    unknown: list = field(default_factory=list)  # (logp, logq, value, claims)
+    unsettled: dict = field(default_factory=dict)
+
+
+def _sweep_rows(sweep, first_row, end_row) -> _Part:
+    """Every pair with log q = values[first_row:end_row], in chunks of whole rows."""
+    part = _Part()
+    n, claims, info = sweep.n, sweep.claims, sweep.info
+    max_finite = info.max_finite
+    grow, margin = 1 + 2.0 ** -48, 2.0 ** -1000
+    for start in range(first_row, end_row, sweep.rows):
+        stop = min(end_row, start + sweep.rows)
+        size = (stop - start) * n
+        logp64, logp = sweep.tiled64[:size], sweep.tiled[:size]
+        logq64 = np.repeat(sweep.values[start:stop], n)
+        logq = np.repeat(sweep.values_dtype[start:stop], n)
+        with np.errstate(all="ignore"):
+            value = sweep.implementation(logp, logq)
+        part.pairs += size
+        if "fp_nonnegative" in claims:
+            bad = ~(value >= 0)
+            if bad.any():
+                _keep_examples(part, "fp_nonnegative", bad, lambda i: -value[i], logp64, logq64)
+        with np.errstate(all="ignore"):
+            low, high = _enclose(logp64 - logq64, sweep.inexact, sweep.enclosure, sweep.taylor)
+            middle = 0.5 * low + 0.5 * high
+            radius = (high - middle) * grow + margin  # NaN where the enclosure failed
+            magnitude = np.abs(middle)
+            magnitude_low = np.maximum(magnitude - radius, 0.0)
+            in_range = magnitude + radius <= max_finite  # False where the enclosure is NaN
+            finite_value = np.isfinite(value)
+            distance = np.abs(value - middle)
+            error_high = distance * grow + radius
+            ulp_low = _ulp(magnitude_low, info)
+            good = in_range & finite_value
+            # most pairs are within the tighter tolerance's ulps part: they pass both
+            # accuracy claims and fp_finite, and only count for the worst error
+            hard = ~(good & (error_high <= sweep.easy_ulps * ulp_low))
+        if hard.any():
+            index = np.flatnonzero(hard)
+            columns = {"logp": logp64[index], "logq": logq64[index], "value": value[index],
+                       "middle": middle[index], "radius": radius[index], "magnitude": magnitude[index],
+                       "magnitude_low": magnitude_low[index], "in_range": in_range[index],
+                       "finite": finite_value[index], "distance": distance[index],
+                       "error_high": error_high[index], "ulp_low": ulp_low[index], "good": good[index]}
+            _settle(part, sweep, columns)
+        with np.errstate(all="ignore"):
+            judged_distance = np.where(good, distance, -1.0)
+            worst = int(np.argmax(judged_distance))
+            if judged_distance[worst] > part.worst_abs[0]:
+                part.worst_abs = (float(judged_distance[worst]), float(logp64[worst]), float(logq64[worst]))
+            in_ulps = judged_distance / ulp_low  # ranks pairs; the caller recomputes the worst exactly
+            worst = int(np.argmax(in_ulps))
+            if in_ulps[worst] > part.worst_ulps[0]:
+                part.worst_ulps = (float(in_ulps[worst]), float(logp64[worst]), float(logq64[worst]))
+        if not math.isinf(part.worst_ulps[0]) and not finite_value.all():
+            nonfinite = in_range & ~finite_value
+            if nonfinite.any():
+                first = int(np.flatnonzero(nonfinite)[0])
+                part.worst_ulps = (math.inf, float(logp64[first]), float(logq64[first]))
+                part.worst_abs = (math.inf, float(logp64[first]), float(logq64[first]))
+    return part
+
+
+def _settle(part, sweep, columns):
+    """fp_finite, fp_accurate and fp_matches_expression on the pairs the quick test did
+    not pass (``columns``, in row order): count failures, keep examples, and queue what
+    the enclosure leaves open for the exact judge."""
+    claims, info = sweep.claims, sweep.info
+    max_finite, smallest_normal = info.max_finite, float(info.smallest_normal)
+    grow, shrink = 1 + 2.0 ** -48, 1 - 2.0 ** -48
+    logp64, logq64 = columns["logp"], columns["logq"]
+    finite_value, in_range = columns["finite"], columns["in_range"]
+    with np.errstate(all="ignore"):
+        columns["error_low"] = columns["distance"] * shrink - columns["radius"]
+        columns["ulp_high"] = _ulp(columns["magnitude"] + columns["radius"], info)
+    undecided = {}
+    if "fp_finite" in claims:
+        out_of_range = columns["magnitude_low"] > max_finite
+        undecided["fp_finite"] = ~finite_value & ~in_range & ~out_of_range
+        bad = ~finite_value & in_range
+        if bad.any():
+            _keep_examples(part, "fp_finite", bad, lambda i: np.ones(len(i)), logp64, logq64)
+    for claim, ulps, absolute in (("fp_accurate", sweep.accurate_ulps, sweep.atol),
+                                  ("fp_matches_expression", sweep.match_ulps, 0.0)):
+        if claim not in claims:
+            continue
+        passes, fails = _decide(columns, ulps, absolute, claim == "fp_matches_expression", sweep.derivative,
+                                info, float(info.unit_roundoff), sweep.match_ulps)
+        undecided[claim] = ~(passes | fails)
+        if fails.any():
+            distance, ulp_middle = columns["distance"], columns["ulp_low"]
+            _keep_examples(part, claim, fails, lambda i: np.where(finite_value[i], distance[i] / ulp_middle[i], np.inf),
+                           logp64, logq64)
+    any_undecided = np.zeros(len(logp64), dtype=bool)
+    for mask in undecided.values():
+        any_undecided |= mask
+    if any_undecided.any():
+        index = np.flatnonzero(any_undecided)
+        room = max(0, MAX_UNKNOWN - len(part.unknown))
+        value = columns["value"]
+        for i in index[:room].tolist():
+            which = tuple(c for c, mask in undecided.items() if mask[i])
+            part.unknown.append((float(logp64[i]), float(logq64[i]), float(value[i]), which))
+        for claim, mask in undecided.items():
+            beyond = int(np.count_nonzero(mask[index[room:]]))
+            if beyond:
+                part.unsettled[claim] = part.unsettled.get(claim, 0) + beyond
 
 
 def match_slack(logp, logq, derivative, unit, match_ulps):

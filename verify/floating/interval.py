@@ -168,11 +168,26 @@ class IntervalFunction:
         return rational_power
 
 
+def _widen(lo, hi, ulps):
+    """[_down(lo), _up(hi)]; for a point (lo is hi: one array for both ends, as the
+    exhaustive float16 sweep's exact log ratios are) the widening is computed once."""
+    if lo is hi:
+        width = np.abs(lo) * (ulps * _EPS) + ulps * _TINY
+        return lo - width, lo + width
+    return _down(lo, ulps), _up(hi, ulps)
+
+
 def _add(a, b):
+    if a[0] is a[1] and b[0] is b[1]:
+        total = a[0] + b[0]
+        return _widen(total, total, ROUNDED_OP_ULPS)
     return _down(a[0] + b[0], ROUNDED_OP_ULPS), _up(a[1] + b[1], ROUNDED_OP_ULPS)
 
 
 def _neg(lo, hi):
+    if lo is hi:
+        negated = -lo
+        return negated, negated
     return -hi, -lo
 
 
@@ -190,6 +205,9 @@ def _mul(a, b):
 
 
 def _scale(c, lo, hi):
+    if lo is hi:
+        product = c * lo
+        return _widen(product, product, ROUNDED_OP_ULPS)
     if c >= 0:
         return _down(c * lo, ROUNDED_OP_ULPS), _up(c * hi, ROUNDED_OP_ULPS)
     return _down(c * hi, ROUNDED_OP_ULPS), _up(c * lo, ROUNDED_OP_ULPS)
@@ -215,10 +233,17 @@ def _sqrt(lo, hi):
 
 
 def _exp(lo, hi):
+    if lo is hi:
+        value = np.exp(lo)
+        low, high = _widen(value, value, LIBM_ULPS)
+        return np.maximum(low, 0.0), high
     return np.maximum(_down(np.exp(lo), LIBM_ULPS), 0.0), _up(np.exp(hi), LIBM_ULPS)
 
 
 def _log(lo, hi):
+    if lo is hi:
+        value = np.log(np.where(lo > 0, lo, np.nan))
+        return _widen(value, value, LIBM_ULPS)
     lo = np.where(lo > 0, lo, np.nan)
     return _down(np.log(lo), LIBM_ULPS), _up(np.log(hi), LIBM_ULPS)
 

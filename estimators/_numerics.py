@@ -71,5 +71,5 @@ def _round_to_float16(values):
         power = (np.maximum(magnitude, 2.0 ** -14).view(np.int64) & _FLOAT64_EXPONENT).view(np.float64)
         spacing = power * 2.0 ** -10
         rounded = np.rint(magnitude / spacing) * spacing
-        rounded[magnitude >= 65520.0] = np.inf  # the tie above 65504, and beyond, round to inf
-        return np.copysign(rounded, values).astype(np.float16)
+        rounded = np.where(magnitude >= 65520.0, np.inf, rounded)  # the tie above 65504, and beyond
+        return np.asarray(np.copysign(rounded, values)).astype(np.float16)

@@ -20,7 +20,10 @@ from verify.floating.interval import _down, _up
 
 __all__ = ["ExhaustiveTally", "all_values", "enumerate_pairs", "MAX_UNKNOWN", "CHUNK_PAIRS"]
 
-CHUNK_PAIRS = 1 << 15  # 256 KiB per float64 array: see below
+# At most 256 KiB per float64 array: for a larger temporary NumPy checks whether it can
+# reuse the memory ("temporary elision") by walking the C stack, which costs about 1 ms
+# per operation here, more than the arithmetic on the whole chunk.
+CHUNK_PAIRS = 1 << 15
 MAX_UNKNOWN = 20_000  # pairs settled one by one in mpmath before a claim is left undecided
 EXAMPLES_KEPT = 8  # failing pairs kept per claim (worst first), for counterexamples
 
@@ -60,30 +63,44 @@ def _ulp(magnitude, info):
     return power * 2.0 ** (1 - info.precision)
 
 
-def _keep_examples(tally, claim, bad, severity_of, logp, logq):
+def _example_order(example):
+    severity, logp, logq = example
+    return -severity, -logq, -logp
+
+
+def _keep_examples(tally, claim, bad, severity, logp, logq):
     """Count the failing pairs ``bad`` and keep the EXAMPLES_KEPT worst failures seen so
-    far: largest severity first, then smallest (logp, logq).  That order is total, so
-    what is kept does not depend on how the pairs were split into chunks (or workers).
-    ``severity_of(index)`` gives the severities of the failing pairs at ``index``."""
-    index = np.flatnonzero(bad)
+    far: largest severity first, then log q nearest 0, then log p nearest 0 (the sweep's
+    row order in the domain [-60, 0]).  That order is total, so what is kept does not
+    depend on how the pairs were split into chunks (or workers).  ``severity``: an array
+    for every pair (NaN counts as +inf), or a function giving it at the failing ones."""
+    kept = tally.examples.setdefault(claim, [])
+    full = not callable(severity)
+    if full and len(kept) >= EXAMPLES_KEPT:  # cheap: only what may beat the last one kept
+        count = int(np.count_nonzero(bad))
+        index = np.flatnonzero(bad & ~(severity < kept[-1][0]))
+    else:
+        index = np.flatnonzero(bad)
+        count = len(index)
+    if not count:
+        return
+    tally.failures[claim] = tally.failures.get(claim, 0) + count
     if not len(index):
         return
-    tally.failures[claim] = tally.failures.get(claim, 0) + len(index)
-    severity = np.asarray(severity_of(index), dtype=np.float64)
+    severity = np.asarray(severity[index] if full else severity(index), dtype=np.float64)
     severity = np.where(np.isnan(severity), np.inf, severity)
     at_p, at_q = logp[index], logq[index]
-    kept = tally.examples.setdefault(claim, [])
     if len(kept) >= EXAMPLES_KEPT:  # only what beats the last one kept
         last, last_p, last_q = kept[-1]
-        better = (severity > last) | ((severity == last) & ((at_p < last_p) | ((at_p == last_p) & (at_q < last_q))))
+        better = (severity > last) | ((severity == last) & ((at_q > last_q) | ((at_q == last_q) & (at_p > last_p))))
         if not better.any():
             return
         severity, at_p, at_q = severity[better], at_p[better], at_q[better]
     if len(severity) > EXAMPLES_KEPT:
-        best = np.lexsort((at_q, at_p, -severity))[:EXAMPLES_KEPT]
+        best = np.lexsort((-at_p, -at_q, -severity))[:EXAMPLES_KEPT]
         severity, at_p, at_q = severity[best], at_p[best], at_q[best]
     kept += zip(severity.tolist(), at_p.tolist(), at_q.tolist())
-    kept.sort(key=lambda e: (-e[0], e[1], e[2]))
+    kept.sort(key=_example_order)
     del kept[EXAMPLES_KEPT:]
 
 
@@ -284,7 +301,7 @@ def _merge(tally, part, unknown):
     for claim, examples in part.examples.items():
         kept = tally.examples.setdefault(claim, [])
         kept += examples
-        kept.sort(key=lambda e: (-e[0], e[1], e[2]))
+        kept.sort(key=_example_order)
         del kept[EXAMPLES_KEPT:]
     if part.worst_ulps[0] > tally.worst_ulps[0]:
         tally.worst_ulps = part.worst_ulps
@@ -328,10 +345,8 @@ def _sweep_rows(sweep, first_row, end_row) -> _Part:
         with np.errstate(all="ignore"):
             value = sweep.implementation(logp, logq)
         part.pairs += size
-        if "fp_nonnegative" in claims:
-            bad = ~(value >= 0)
-            if bad.any():
-                _keep_examples(part, "fp_nonnegative", bad, lambda i: -value[i], logp64, logq64)
+        if "fp_nonnegative" in claims and not value.min() >= 0:  # the minimum is NaN if any value is
+            _keep_examples(part, "fp_nonnegative", ~(value >= 0), -value, logp64, logq64)
         with np.errstate(all="ignore"):
             low, high = _enclose(logp64 - logq64, sweep.inexact, sweep.enclosure, sweep.taylor)
             middle = 0.5 * low + 0.5 * high
@@ -347,7 +362,8 @@ def _sweep_rows(sweep, first_row, end_row) -> _Part:
             # most pairs are within the tighter tolerance's ulps part: they pass both
             # accuracy claims and fp_finite, and only count for the worst error
             hard = ~(good & (error_high <= sweep.easy_ulps * ulp_low))
-        if hard.any():
+        any_hard = hard.any()
+        if any_hard:
             index = np.flatnonzero(hard)
             columns = {"logp": logp64[index], "logq": logq64[index], "value": value[index],
                        "middle": middle[index], "radius": radius[index], "magnitude": magnitude[index],
@@ -364,7 +380,7 @@ def _sweep_rows(sweep, first_row, end_row) -> _Part:
             worst = int(np.argmax(in_ulps))
             if in_ulps[worst] > part.worst_ulps[0]:
                 part.worst_ulps = (float(in_ulps[worst]), float(logp64[worst]), float(logq64[worst]))
-        if not math.isinf(part.worst_ulps[0]) and not finite_value.all():
+        if any_hard and not math.isinf(part.worst_ulps[0]):  # a non-finite value is a hard pair
             nonfinite = in_range & ~finite_value
             if nonfinite.any():
                 first = int(np.flatnonzero(nonfinite)[0])

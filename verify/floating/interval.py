@@ -73,15 +73,37 @@ class IntervalFunction:
 
     def __init__(self, expr, symbol):
         self.symbol = symbol
+        counts: dict = {}
+        for node in sp.preorder_traversal(expr):
+            counts[node] = counts.get(node, 0) + 1
+        self._repeated = {node for node, count in counts.items() if count > 1 and node.args}
+        self._memo: dict = {}
         self._compiled = self._compile(expr)
 
     def __call__(self, t_lo, t_hi):
-        with np.errstate(all="ignore"):
-            lo, hi = self._compiled(t_lo, t_hi)
-            return np.broadcast_to(lo, np.shape(t_lo)), np.broadcast_to(hi, np.shape(t_lo))
+        self._memo = {}
+        try:
+            with np.errstate(all="ignore"):
+                lo, hi = self._compiled(t_lo, t_hi)
+                return np.broadcast_to(lo, np.shape(t_lo)), np.broadcast_to(hi, np.shape(t_lo))
+        finally:
+            self._memo = {}
 
     # ---------------------------------------------------------------- compilation
     def _compile(self, node):
+        compiled = self._compile_node(node)
+        if node not in self._repeated:
+            return compiled
+
+        def shared(lo, hi):
+            """A subexpression that occurs more than once (a clamp of t used twice) is
+            evaluated once per call."""
+            if node not in self._memo:
+                self._memo[node] = compiled(lo, hi)
+            return self._memo[node]
+        return shared
+
+    def _compile_node(self, node):
         if node == self.symbol:
             return lambda lo, hi: (lo, hi)
         if node.is_Number or isinstance(node, sp.NumberSymbol):
@@ -114,7 +136,10 @@ class IntervalFunction:
                 values = [a(lo, hi) for a in args]
                 out_lo, out_hi = values[0]
                 for v_lo, v_hi in values[1:]:
-                    out_lo, out_hi = pick(out_lo, v_lo), pick(out_hi, v_hi)
+                    if out_lo is out_hi and v_lo is v_hi:  # points stay points
+                        out_lo = out_hi = pick(out_lo, v_lo)
+                    else:
+                        out_lo, out_hi = pick(out_lo, v_lo), pick(out_hi, v_hi)
                 return out_lo, out_hi
             return extremum
         if isinstance(node, sp.sign):

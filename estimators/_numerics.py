@@ -60,6 +60,15 @@ def round_to(values, dtype):
 _FLOAT64_EXPONENT = np.int64(0x7FF0000000000000)
 
 
+def spacing_at(magnitude, smallest_normal, precision):
+    """The spacing of a binary format's numbers at ``magnitude`` (a float64 array >= 0):
+    the power of two of max(magnitude, smallest_normal), read from its exponent bits,
+    times 2^(1 - precision).  Exact, and free of floating-point flags."""
+    clipped = np.maximum(magnitude, smallest_normal)
+    power = (clipped.view(np.int64) & _FLOAT64_EXPONENT).view(np.float64)
+    return power * 2.0 ** (1 - precision)
+
+
 def _round_to_float16(values):
     """float64 -> float16, rounded to nearest even, by float64 arithmetic: the spacing
     of float16 numbers at |x| is q = 2^(e - 10) with 2^e = max(the power of two of |x|,
@@ -68,8 +77,7 @@ def _round_to_float16(values):
     in the subnormal range, at ~60 ns each: most of a 16-bit sweep's time for k3."""
     magnitude = np.abs(values)
     with np.errstate(all="ignore"):
-        power = (np.maximum(magnitude, 2.0 ** -14).view(np.int64) & _FLOAT64_EXPONENT).view(np.float64)
-        spacing = power * 2.0 ** -10
+        spacing = spacing_at(magnitude, 2.0 ** -14, 11)
         rounded = np.rint(magnitude / spacing) * spacing
         rounded = np.where(magnitude >= 65520.0, np.inf, rounded)  # the tie above 65504, and beyond
         return np.asarray(np.copysign(rounded, values)).astype(np.float16)

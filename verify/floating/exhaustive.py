@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from estimators._numerics import spacing_at
 from verify.floating.interval import _down, _up
 
 __all__ = ["ExhaustiveTally", "all_values", "enumerate_pairs", "MAX_UNKNOWN", "CHUNK_PAIRS"]
@@ -41,6 +42,9 @@ class ExhaustiveTally:
     undefined: int = 0  # pairs where f is undefined at the exact inputs
     worst_ulps: tuple = (0.0, None, None)  # (error in ulps, logp, logq): approximate, refined by the caller
     worst_abs: tuple = (0.0, None, None)
+    # the first MAX_UNKNOWN pairs (in row order) the enclosure did not settle, as
+    # (logp, logq, value, claims), waiting for the exact judge (empty once judged)
+    unknown: list = field(default_factory=list)
 
 
 def all_values(np_dtype, domain) -> np.ndarray:
@@ -52,15 +56,9 @@ def all_values(np_dtype, domain) -> np.ndarray:
     return values[keep]
 
 
-_EXPONENT_BITS = np.int64(0x7FF0000000000000)
-
-
 def _ulp(magnitude, info):
-    """Spacing of the dtype's numbers at |E| = magnitude (a float64 array >= 0): the
-    power of two of max(|E|, smallest normal), by its exponent bits, times 2^(1 - p)."""
-    clipped = np.maximum(magnitude, float(info.smallest_normal))
-    power = (clipped.view(np.int64) & _EXPONENT_BITS).view(np.float64)
-    return power * 2.0 ** (1 - info.precision)
+    """Spacing of the dtype's numbers at |E| = magnitude (a float64 array >= 0)."""
+    return spacing_at(magnitude, float(info.smallest_normal), info.precision)
 
 
 def _example_order(example):
@@ -192,11 +190,11 @@ def enumerate_pairs(info, np_dtype, domain, implementation, claims, *, enclosure
     sweep = _Sweep(info, np_dtype, domain, implementation, claims, enclosure, taylor, derivative,
                    accurate_ulps, atol, match_ulps)
     tally = ExhaustiveTally(values_per_dtype=sweep.n)
-    unknown = []
     for part in _sweep_blocks(sweep, workers):
-        _merge(tally, part, unknown)
+        _merge(tally, part)
         if progress:
             progress(tally.pairs)
+    unknown, tally.unknown = tally.unknown, []
     for logp_value, logq_value, value, which in unknown:
         outcome = judge(logp_value, logq_value, value)
         tally.settled_by_mpmath += 1
@@ -293,8 +291,8 @@ def _sweep_blocks(sweep, workers):
         _ACTIVE = None
 
 
-def _merge(tally, part, unknown):
-    """Add one block's part to the tally (blocks arrive in row order)."""
+def _merge(tally, part):
+    """Add one block's tally to the whole (blocks arrive in row order)."""
     tally.pairs += part.pairs
     for claim, count in part.failures.items():
         tally.failures[claim] = tally.failures.get(claim, 0) + count
@@ -309,30 +307,16 @@ def _merge(tally, part, unknown):
         tally.worst_abs = part.worst_abs
     for claim, count in part.unsettled.items():
         tally.unsettled[claim] = tally.unsettled.get(claim, 0) + count
-    room = max(0, MAX_UNKNOWN - len(unknown))
-    unknown += part.unknown[:room]
+    room = max(0, MAX_UNKNOWN - len(tally.unknown))
+    tally.unknown += part.unknown[:room]
     for *_, which in part.unknown[room:]:
         for claim in which:
             tally.unsettled[claim] = tally.unsettled.get(claim, 0) + 1
 
 
-@dataclass
-class _Part:
-    """One block's findings (an ExhaustiveTally's counts, plus the first MAX_UNKNOWN
-    pairs the enclosure did not settle)."""
-
-    pairs: int = 0
-    failures: dict = field(default_factory=dict)
-    examples: dict = field(default_factory=dict)
-    worst_ulps: tuple = (0.0, None, None)
-    worst_abs: tuple = (0.0, None, None)
-    unknown: list = field(default_factory=list)  # (logp, logq, value, claims)
-    unsettled: dict = field(default_factory=dict)
-
-
-def _sweep_rows(sweep, first_row, end_row) -> _Part:
+def _sweep_rows(sweep, first_row, end_row) -> ExhaustiveTally:
     """Every pair with log q = values[first_row:end_row], in chunks of whole rows."""
-    part = _Part()
+    part = ExhaustiveTally()
     n, claims, info = sweep.n, sweep.claims, sweep.info
     max_finite = info.max_finite
     grow, margin = 1 + 2.0 ** -48, 2.0 ** -1000

@@ -81,7 +81,6 @@ class IntervalFunction:
         self._compiled = self._compile(expr)
 
     def __call__(self, t_lo, t_hi):
-        self._memo = {}
         try:
             with np.errstate(all="ignore"):
                 lo, hi = self._compiled(t_lo, t_hi)

@@ -47,6 +47,23 @@ def test_false_declared_claim_fails_the_gate_with_counterexample(extra_estimator
     assert "unbiased_kl_qp" in line and "counterexample" in line and '"q"' in line
 
 
+def test_only_gates_one_new_estimator_computing_its_cells_only(extra_estimator, tmp_path, capsys):
+    """`verify all --only NAME`: a library's CI on its new estimator (the registry's other
+    entries are not computed; only the named estimator's own pages are written)."""
+    extra_estimator("from estimators import Estimator\n"
+                    "mine = Estimator(name='mine', expr='log((r - 1)**2 + 1)', claims=('unbiased_kl_qp',))\n")
+    out = tmp_path / "reports"
+    code = main(["all", "--only", "mine", "--layers", "symbolic,moments", "--out", str(out), "--cache",
+                 str(tmp_path / "cache")])
+    printed = capsys.readouterr().out
+    assert code == 1 and "mine: declared claim unbiased_kl_qp is REFUTED" in printed
+    assert "cells: 2 computed, 0 reused" in printed  # its symbolic and moments cells, nothing else
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["mine.md"] + sorted(
+        p.name for p in (out / "figures").glob("mine_*.png"))
+    assert main(["all", "--only", "nobody"]) == 2
+    capsys.readouterr()
+
+
 def test_true_declared_claims_pass_the_gate(extra_estimator, monkeypatch, tmp_path, capsys):
     extra_estimator("from estimators import Estimator\n"
                     "mine = Estimator(name='mine', expr='-log(r) + (r - 1)/2', claims=('unbiased_kl_qp', 'convex'))\n")
@@ -58,7 +75,7 @@ def test_true_declared_claims_pass_the_gate(extra_estimator, monkeypatch, tmp_pa
 def test_reports_are_deterministic(tmp_path, monkeypatch, capsys):
     first, second = tmp_path / "a", tmp_path / "b"
     for out in (first, second):
-        assert main(["all", "--out", str(out), "--layers", "symbolic,gradients", "--jobs", "2"]) == 0
+        assert main(["all", "--out", str(out), "--layers", "symbolic,gradients", "--jobs", "2", "--fresh"]) == 0
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files and files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     for path in files:
@@ -71,12 +88,68 @@ def test_reports_are_deterministic(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
 
 
-def test_committed_reports_are_fresh(capsys):
-    """The reports in reports/ are what `verify all` writes now (CI gate of issue 6)."""
-    code = main(["all", "--out", str(REPO / "reports"), "--check"])
-    out = capsys.readouterr().out
-    assert "are up to date" in out, out[-3000:]
-    assert code == 0, out[-3000:]
+def _committed():
+    return json.loads((REPO / "reports" / "results.json").read_text())
+
+
+def test_committed_fingerprints_match_the_code():
+    """Each cell of the committed results.json was computed from the code as it is now: a
+    cell whose declaration, layer code or implementation changed since names itself.
+    (`python -m verify all` regenerates; `verify all --fresh --check` recomputes all.)"""
+    from verify import cache
+    from verify.collect import _cells, cell_description
+
+    results, registry = _committed(), estimators.registry()
+    assert set(results["estimators"]) == set(registry), "an estimator was added or removed: run verify all"
+    stale = []
+    for name, estimator in registry.items():
+        recorded = results["estimators"][name].get("fingerprints", {})
+        for cell in _cells(estimator, tuple(results["layers"])):
+            now = cache.fingerprint(cell_description(cell, estimator, results["profile"], 10.0))
+            if recorded.get(cell) != now:
+                stale.append(f"{name} {cell}")
+    now = cache.fingerprint(cell_description("reproductions", None, results["profile"], 10.0))
+    if results.get("reproductions_fingerprint") != now:
+        stale.append("reproductions")
+    assert not stale, "stale cells (run python -m verify all): " + ", ".join(stale)
+
+
+def test_committed_reports_render_from_the_committed_results():
+    """Every committed report file is what the report writer makes of results.json now."""
+    from verify.report import render
+
+    files = render(_committed())
+    on_disk = {str(p.relative_to(REPO / "reports")) for p in (REPO / "reports").rglob("*") if p.is_file()}
+    assert on_disk == set(files)
+    stale = [path for path, content in files.items() if (REPO / "reports" / path).read_bytes() != content]
+    assert not stale, stale
+
+
+# two exhaustive sweeps recomputed in the suite (the gate, `verify all --fresh --check`, does all)
+RECOMPUTED_SWEEPS = (("k1", "floating@float16"), ("k3", "floating@bfloat16"))
+
+
+def test_recomputed_cells_equal_the_committed_ones():
+    """Every symbolic, moments and gradients cell, the reproductions and two exhaustive
+    16-bit sweeps, recomputed now (no cache), give the committed results byte for byte."""
+    from verify.collect import _layer_task, collect, normalise
+
+    committed, registry = _committed(), estimators.registry()
+    fresh = collect(registry, profile=committed["profile"], layers=("symbolic", "moments", "gradients"), jobs=2)
+    for name, record in fresh["estimators"].items():
+        old = committed["estimators"][name]
+        symbolic = {c: v for c, v in old["claims"].items() if "@" not in c}
+        assert json.dumps(record["claims"], sort_keys=True) == json.dumps(symbolic, sort_keys=True), name
+        for key in ("moments", "gradients", "curve", "expression"):
+            assert json.dumps(record.get(key), sort_keys=True) == json.dumps(old.get(key), sort_keys=True), (name, key)
+    for key in ("reproductions", "choosing", "libraries", "sequences", "disagreements"):
+        if key in committed:
+            assert json.dumps(fresh.get(key), sort_keys=True) == json.dumps(committed[key], sort_keys=True), key
+    for name, cell in RECOMPUTED_SWEEPS:
+        verdicts = normalise(_layer_task(cell, registry[name], committed["profile"], 10.0))
+        dtype = cell.partition("@")[2]
+        old = {c: v for c, v in committed["estimators"][name]["claims"].items() if c.endswith("@" + dtype)}
+        assert json.dumps(verdicts, sort_keys=True) == json.dumps(old, sort_keys=True), (name, cell)
 
 
 def test_entry_point_estimators_are_registered(tmp_path, monkeypatch):

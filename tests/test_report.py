@@ -82,7 +82,7 @@ def test_choosing_page_is_linked_first_and_answers_the_question(small_reports, c
     links = [line for line in readme.splitlines() if "](" in line]
     assert "(choosing.md)" in links[0]
     page = (small_reports / "choosing.md").read_text()
-    assert "## Value use" in page and "## Gradient use" in page
+    assert "## Value use" in page and "## Reward use" in page and "## Loss use" in page
     assert "MSE against KL(q‖p)" in page and "MSE against KL(p‖q)" in page
     for regime in ("near", "about 0.5", "far"):
         assert regime in page
@@ -98,7 +98,7 @@ def test_choosing_page_is_linked_first_and_answers_the_question(small_reports, c
     assert far["kl_qp"]["4096"][0]["estimator"] == "k2" and far["kl_pq"]["4096"][0]["estimator"] == "k3"
     assert "exact MSE of the batch-mean loss gradient" in page
     # the short answer counts first places: at n = 4096 against KL(q||p) the unbiased k1, k3 lead
-    summary = next(line for line in page.splitlines() if line.startswith("| value, KL(q‖p), n = 4096 |"))
+    summary = next(line for line in page.splitlines() if line.startswith("| value (logging), KL(q‖p), n = 4096 |"))
     cells = [c.strip() for c in summary.strip("|").split("|")]
     header = next(line for line in page.splitlines() if line.startswith("| use, KL meant"))
     names = [c.strip() for c in header.strip("|").split("|")][2:]
@@ -171,3 +171,70 @@ def test_every_axes_has_at_most_8_lines(monkeypatch):
     one_family = dict(record, moments={"family0": sweep})
     report._comparison_figures({"estimators": {f"e{i}": one_family for i in range(11)}})
     assert counts and max(counts) <= 8 and max(counts) == 8
+
+
+def test_libraries_cosine_figure_shows_the_whole_cosine_range(monkeypatch):
+    """No curve leaves its panel: every axes spans [-1, 1], the range of a cosine, and every
+    point drawn is inside its limits (a sweep down to cosine -0.99 here)."""
+    import matplotlib.pyplot as plt
+
+    from verify.report_libraries import libraries_figure
+
+    sweep = [{"mode": "loss", "kl_qp": k, "cosine_kl_qp": c} for k, c in ((1e-3, -0.99), (0.1, 0.2), (1.0, 1.0))]
+    entry = {"library": "lib", "default_for": ["loss"], "kinds": ["loss"], "sweep": sweep}
+    seen = []
+    original = plt.close
+
+    def inspect_then_close(figure):
+        for axes in figure.axes:
+            if axes.get_lines():
+                low, high = axes.get_ylim()
+                seen.append((low, high))
+                for line in axes.get_lines():
+                    assert all(low <= y <= high for y in line.get_ydata() if y == y)
+        original(figure)
+
+    monkeypatch.setattr(plt, "close", inspect_then_close)
+    libraries_figure({"libraries": {"a": entry, "b": dict(entry, library="other")}})
+    assert seen and all(low <= -1.0 and high >= 1.0 for low, high in seen)
+
+
+def test_worst_errors_are_one_row_per_dtype():
+    """One search per dtype decides its four fp claims, so its worst error is one number:
+    shown once, with the claims it backs (not repeated under four claims)."""
+    worst = {"ulps": 0.5, "abs": 16.0, "ulps_at": {"logp": "-1", "logq": "0"}, "abs_at": {"logp": "-2", "logq": "0"}}
+    other = dict(worst, ulps=3.0)
+    claims = {f"{c}@{d}": {"verdict": "proved", "worst": worst if d == "float16" else other}
+              for c in ("fp_nonnegative", "fp_finite", "fp_accurate", "fp_matches_expression")
+              for d in ("float16", "float32")}
+    lines = report._worst_errors({"claims": claims})
+    rows = [line for line in lines if line.startswith("| float")]
+    assert [row.split("|")[1].strip() for row in rows] == ["float32", "float16"]
+    assert all(row.count("`fp_") == 4 for row in rows)
+
+
+def test_verdict_tables_are_legible():
+    """reports/README.md: at most 8 estimators per verdict table, built-ins apart from the
+    library entries, every estimator in exactly one table."""
+    names = ["a_lib", "k1", "k3"] + [f"lib{i:02d}" for i in range(17)]
+    record = {"declared": [], "claims": {"nonnegative": {"verdict": "proved"}}}
+    results = {"estimators": {n: record for n in names},
+               "libraries": {n: {} for n in names if n not in ("k1", "k3")}}
+    lines = report._matrix(results, ["nonnegative"])
+    headers = [line for line in lines if line.startswith("| claim |")]
+    columns = [h.strip("|").split("|")[1:] for h in headers]
+    assert all(len(c) <= report.MATRIX_COLUMNS for c in columns)
+    assert [c.strip() for c in columns[0]] == ["k1", "k3"]
+    assert sorted(n.strip() for c in columns for n in c) == sorted(names)
+
+
+def test_shared_figures_are_titled_by_f_and_every_entry_sharing_it():
+    """A page whose figures are drawn once for every entry with the same f names f and all
+    of them (not the one entry that owns the files)."""
+    record = {"expression": "r - log(r) - 1"}
+    label = report._figure_label(record, ["k3", "slime_k3", "trl_grpo_k3"])
+    assert "r - log(r) - 1" in label and all(n in label.replace("\n", " ") for n in ("k3", "slime_k3", "trl_grpo_k3"))
+    page = report._estimator_page("trl_grpo_k3", {"expression": "r - log(r) - 1", "source": "", "description": "",
+                                                  "errors": [], "claims": {}, "curve": {"f": [0.0]}},
+                                  figures="k3", shared=["k3", "slime_k3", "trl_grpo_k3"])
+    assert "figures/k3_f.png" in page and "`slime_k3`, `trl_grpo_k3`" in page

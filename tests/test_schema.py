@@ -27,16 +27,16 @@ def test_check_output_follows_its_schema(capsys):
 
 
 def test_check_output_with_floating_claims_follows_its_schema(capsys):
-    document = _json_of(["check", "k3", "--claims", "zero_at_one,fp_nonnegative@float16", "--profile", "dev",
-                         "--json"], capsys)
+    document = _json_of(["check", "k3", "--claims", "zero_at_one,fp_nonnegative@float32", "--profile", "dev",
+                         "--json"], capsys)  # a 16-bit verdict has the same shape: tests/test_floating*.py
     validate(document, "check")
 
 
 def test_fuzz_output_follows_its_schema(capsys):
-    document = _json_of(["fuzz", "examples/naive.py:k3_exp", "--dtypes", "bfloat16", "--profile", "dev", "--json"],
+    document = _json_of(["fuzz", "examples/naive.py:k3_exp", "--dtypes", "float32", "--profile", "dev", "--json"],
                         capsys)
     validate(document, "fuzz")
-    assert document["estimators"]["k3_exp"]["fp_nonnegative@bfloat16"]["verdict"] == "refuted"
+    assert document["estimators"]["k3_exp"]["fp_nonnegative@float32"]["verdict"] == "refuted"
 
 
 def test_moments_output_follows_its_schema(capsys):
@@ -90,8 +90,49 @@ def test_schema_rejects_broken_documents(broken):
         validate(document)
 
 
-@pytest.mark.parametrize("kind", ["check", "fuzz", "moments", "gradients", "results"])
+NAIVE = "examples/naive.py:k3_exp"
+TERM = "tests/data/hostile.py:term_prints"
+EVERY_COMMAND = [  # every command's --json, for each kind of target it takes
+    ["check", "k3", "--claims", "zero_at_one"],
+    ["check", "r - 1 - log(r)", "--claims", "nonnegative"],
+    ["check", NAIVE, "--claims", "zero_at_one,fp_nonnegative@float32", "--profile", "dev"],
+    ["check", "examples.naive:k3_exp", "--claims", "fp_finite@float32", "--profile", "dev"],
+    ["fuzz", "k1", "--dtypes", "float32", "--profile", "dev"],
+    ["fuzz", NAIVE, "--dtypes", "float32", "--profile", "dev"],
+    ["moments", "k3", "--p", "norm(0.1, 1)", "--q", "norm(0, 1)"],
+    ["moments", "r - 1 - log(r)", "--p", "norm(0.1, 1)", "--q", "norm(0, 1)"],
+    ["moments", NAIVE, "--p", "norm(0.1, 1)", "--q", "norm(0, 1)"],
+    ["gradients", "k2", "--mode", "loss", "--no-cross-check"],
+    ["gradients", "r - 1 - log(r)", "--mode", "reward"],
+    ["gradients", NAIVE, "--mode", "loss"],
+    ["gradients", TERM, "--framework", "torch"],
+    ["gradients", TERM, "--framework", "torch", "--usage", "reward"],
+]
+
+
+@pytest.mark.parametrize("argv", EVERY_COMMAND, ids=lambda argv: " ".join(argv[:2]) + " " + argv[2][:12])
+def test_every_commands_json_validates(argv, capsys):
+    document = _json_of(argv + ["--json"], capsys)
+    validate(document)
+    assert document["kind"] == ("term_gradients" if "torch" in argv else argv[0])
+
+
+def test_term_gradients_to_json_from_python_validates():
+    from verify.api import term_gradients
+
+    report = term_gradients(TERM, usage="loss")
+    validate(report.to_json())
+
+
+@pytest.mark.parametrize("kind", ["check", "fuzz", "moments", "gradients", "term_gradients", "failure", "results"])
 def test_schemas_are_valid_and_versioned(kind):
     document = schema(kind)
     jsonschema.Draft202012Validator.check_schema(document)
     assert document["properties"]["schema_version"]["const"] == SCHEMA_VERSION
+
+
+def test_the_committed_results_json_follows_its_schema():
+    """Every entry of the registry, roll_full (not a function of r) included."""
+    from pathlib import Path
+
+    validate(json.loads((Path(__file__).resolve().parent.parent / "reports" / "results.json").read_text()), "results")

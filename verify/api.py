@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from verify import UsageError
-from verify.claims import DTYPES, FLOATING, SYMBOLIC, Verdict, exit_code, expand_claims, split_claim
+from verify.claims import DTYPES, FLOATING, SYMBOLIC, UNDECIDED, Verdict, exit_code, expand_claims, split_claim
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from estimators import Estimator
@@ -43,7 +43,7 @@ def json_document(kind: str, payload: Any) -> dict:
     return {**head, "items": list(payload)}
 
 
-SCHEMA_KINDS = ("check", "fuzz", "moments", "gradients", "results")
+SCHEMA_KINDS = ("check", "fuzz", "moments", "gradients", "term_gradients", "failure", "results")
 
 
 def schema(kind: str) -> dict:
@@ -172,21 +172,34 @@ def _by_dtype(claims) -> list[list[str]]:
 @dataclass(frozen=True)
 class CheckResult:
     """Verdicts of one estimator; ``gated`` are the claims its exit code depends on
-    (the declared ones, or those asked for)."""
+    (the declared ones, or those asked for).  ``failure``: how the user's code ended its
+    worker early (one line; claims it left open are undecided), else None.  ``output``:
+    what the user's code printed (kept out of the JSON; the CLI shows it on stderr)."""
 
     estimator: str
     expression: str
     verdicts: Mapping[str, Verdict]
     gated: tuple[str, ...]
+    failure: str | None = None
+    output: str = field(default="", repr=False, compare=False)
 
     @property
     def exit_code(self) -> int:
-        return exit_code(self.verdicts[c].verdict for c in self.gated)
+        return _with_failure(exit_code(self.verdicts[c].verdict for c in self.gated), self.failure)
 
     def to_json(self) -> dict:
-        return json_document("check", {
-            "estimator": self.estimator, "expression": self.expression, "gated": list(self.gated),
-            "claims": {claim: verdict.as_json() for claim, verdict in self.verdicts.items()}})
+        payload = {"estimator": self.estimator, "expression": self.expression, "gated": list(self.gated),
+                   "claims": {claim: verdict.as_json() for claim, verdict in self.verdicts.items()}}
+        if self.failure is not None:
+            payload["failure"] = self.failure
+        return json_document("check", payload)
+
+
+def _with_failure(code: int, failure: str | None) -> int:
+    """An abnormal end of the user's code never passes: at least exit 3."""
+    from verify.claims import EXIT_OK, EXIT_UNDECIDED
+
+    return EXIT_UNDECIDED if failure is not None and code == EXIT_OK else code
 
 
 def _decide_symbolic(expr, claims, timeout, domain, progress, jobs=None):
@@ -204,48 +217,126 @@ def _decide_symbolic(expr, claims, timeout, domain, progress, jobs=None):
     return symbolic.decide(expr, claims, **options), "progress" in parameters
 
 
+def _user_code(target) -> bool:
+    """Whether ``target`` brings code of the user's (a file or module to import, or an
+    Estimator that is not the registry's own): it then runs in an isolated worker."""
+    from estimators import Estimator
+    from verify.targets import load_registry, names_user_code
+
+    if isinstance(target, str):
+        return names_user_code(target)
+    if isinstance(target, Estimator):
+        return load_registry().get(target.name) is not target
+    return False
+
+
+def _plan(estimator, wanted):
+    """(expression, domain, every claim to decide, gated claims) for ``check``."""
+    from verify.expression import as_expression_with_domain  # sympy: only once the input is known good
+
+    expr, domain = as_expression_with_domain(estimator.expr)
+    if wanted is not None:
+        names = gated = list(wanted)
+    else:
+        gated = expand_claims(estimator.claims)
+        names = list(SYMBOLIC) + (expand_claims(FLOATING) if estimator.numeric is not None else [])
+        names += [c for c in gated if c not in names]
+    floating_claims = [c for c in names if c not in SYMBOLIC]
+    if floating_claims and estimator.numeric is None:
+        raise UsageError(f"estimator {estimator.name!r} has no numeric implementation for {floating_claims[0]}")
+    return expr, domain, names, gated
+
+
+def _floating_verdicts(estimator, claims, profile, on_group):
+    """The floating-point verdicts, one dtype at a time; ``on_group(verdicts)`` after each."""
+    from verify import floating
+
+    for group in _by_dtype(claims):
+        on_group(floating.check_claims(estimator, group, profile=profile))
+
+
+def _check_floating_in_worker(target, wanted, profile):
+    """In the isolated worker: resolve (import the user's code), send the plan, then the
+    floating-point verdicts dtype by dtype (they survive a later crash)."""
+    from verify.isolation import send
+
+    estimator = function_of_r(_estimator(target))
+    expr, domain, names, gated = _plan(estimator, wanted)
+    send(("plan", estimator.name, expr, domain, names, gated))
+    _floating_verdicts(estimator, [c for c in names if c not in SYMBOLIC], profile,
+                       lambda verdicts: send(("verdicts", verdicts)))
+
+
+def _abnormal(failure: str) -> Verdict:
+    """The verdict of a claim the user's code left open when it ended its worker."""
+    return Verdict(UNDECIDED, "the user's code ended abnormally", failure)
+
+
 def check(target, claims: Sequence[str] | str | None = None, *, timeout: float | None = None,
           profile: str = "ci", progress: Callable[[str, Verdict], None] | None = None,
           jobs: int | None = None) -> CheckResult:
     """Decide claims for one estimator: symbolic ones in r, floating-point ones on its
     numeric implementation.  ``claims=None``: every symbolic claim, every floating-point
     claim if it has an implementation, gating on its declared claims.  ``timeout``: the
-    symbolic layer's time limit (None: its default).  ``progress(claim, verdict)`` is
-    called as each verdict arrives; ``jobs``: symbolic claims decided at once (None: the
-    layer's default)."""
+    symbolic layer's CPU seconds per claim (None: its default), and the wall-clock limit
+    on the user's own code in all (None: ``verify.isolation.DEFAULT_SECONDS``).  The
+    user's code (a file or module target, an Estimator not in the registry) is imported
+    and run in an isolated worker (``verify.isolation``).  ``progress(claim, verdict)`` is
+    called as each verdict arrives; ``jobs``: symbolic claims decided at once."""
     _check_timeout(timeout)
     _check_profile(profile)
     wanted = parse_claims(claims) if claims is not None else None
-    estimator = function_of_r(_estimator(target))
-    from verify.expression import as_expression_with_domain  # sympy: only once the input is known good
 
-    expr, domain = as_expression_with_domain(estimator.expr)
-    if wanted is not None:
-        names = gated = wanted
-    else:
-        gated = expand_claims(estimator.claims)
-        names = list(SYMBOLIC) + (expand_claims(FLOATING) if estimator.numeric is not None else [])
-        names += [c for c in gated if c not in names]
-    symbolic_claims = [c for c in names if c in SYMBOLIC]
-    floating_claims = [c for c in names if c not in SYMBOLIC]
-    if floating_claims and estimator.numeric is None:
-        raise UsageError(f"estimator {estimator.name!r} has no numeric implementation for {floating_claims[0]}")
+    def report(verdicts):
+        if progress is not None:
+            for claim, verdict in verdicts.items():
+                progress(claim, verdict)
+
     verdicts: dict[str, Verdict] = {}
+    failure, output = None, ""
+    isolated = _user_code(target)
+    if isolated:
+        from verify.isolation import DEFAULT_SECONDS, run_isolated
+
+        plan: list = []
+
+        def on_message(message):
+            if message[0] == "plan":
+                plan[:] = message[1:]
+            else:
+                verdicts.update(message[1])
+                report(message[1])
+
+        outcome = run_isolated(_check_floating_in_worker, (target, wanted, profile), on_message=on_message,
+                               seconds=timeout if timeout is not None else DEFAULT_SECONDS)
+        failure, output = outcome.failure, outcome.output
+        if not plan:  # it ended before its estimator was known (at import)
+            name = target if isinstance(target, str) else getattr(target, "name", "?")
+            return CheckResult(name, "", {c: _abnormal(failure) for c in wanted or ()}, tuple(wanted or ()),
+                               failure, output)
+        name, expr, domain, names, gated = plan
+        for claim in names:
+            if claim not in SYMBOLIC and claim not in verdicts:
+                verdicts[claim] = _abnormal(failure)
+    else:
+        estimator = function_of_r(_estimator(target))
+        expr, domain, names, gated = _plan(estimator, wanted)
+        name = estimator.name
+    symbolic_claims = [c for c in names if c in SYMBOLIC]
     if symbolic_claims:
         found, reported = _decide_symbolic(expr, symbolic_claims, timeout, domain, progress, jobs)
         verdicts.update(found)
-        if progress is not None and not reported:
-            for claim in symbolic_claims:
-                progress(claim, found[claim])
-    if floating_claims:
-        from verify import floating
+        if not reported:
+            report({claim: found[claim] for claim in symbolic_claims})
+    if not isolated:
+        floating_claims = [c for c in names if c not in SYMBOLIC]
 
-        for group in _by_dtype(floating_claims):  # one dtype at a time, so progress can follow
-            verdicts.update(floating.check_claims(estimator, group, profile=profile))
-            if progress is not None:
-                for claim in group:
-                    progress(claim, verdicts[claim])
-    return CheckResult(estimator.name, str(expr), {c: verdicts[c] for c in names}, tuple(gated))
+        def keep(found):
+            verdicts.update(found)
+            report(found)
+
+        _floating_verdicts(estimator, floating_claims, profile, keep)
+    return CheckResult(name, str(expr), {c: verdicts[c] for c in names}, tuple(gated), failure, output)
 
 
 # -------------------------------------------------------------------------- moments
@@ -284,7 +375,7 @@ def moments(estimator, p, q) -> MomentsResult:
     from verify.expression import as_expression
 
     p_spec, q_spec = distribution_spec(p), distribution_spec(q)
-    chosen = _estimator(estimator)
+    chosen = load_estimator(estimator)
     expr = as_expression(chosen.expr)
     result = exact_moments(expr, parse_family(p_spec), parse_family(q_spec))
     names = ("p", "q", "mean", "mean_abs_error", "variance", "variance_abs_error", "kl_qp", "kl_pq", "bias_qp",
@@ -315,7 +406,10 @@ def gradients(target, modes: Sequence[str] | None = None, *, cross_check: bool =
               timeout: float | None = None) -> GradientsResult:
     """The expected gradient of an estimator in each mode (``loss``, ``reward``,
     ``loss_offpolicy``, ``loss_is_weighted``, ``straight_through``; None: all), classified as
-    ``gradient_of``.  ``cross_check``: compare with the symbolic gradient verdicts.
+    ``gradient_of``.  A catalog entry is shown as its library uses it (its usage's modes
+    among those asked; ``as_used`` on each row), exactly as ``verify gradients NAME``
+    prints it.  ``cross_check``: compare with the symbolic gradient verdicts (``timeout``:
+    CPU seconds per claim there, and the wall-clock limit on importing a user's file).
     Raises ``verify.gradients.GradientUndecided`` when no trustworthy bound is reached."""
     from verify import gradients as layer
     from verify.claims import GRADIENT
@@ -324,13 +418,13 @@ def gradients(target, modes: Sequence[str] | None = None, *, cross_check: bool =
     _check_timeout(timeout)
     if isinstance(modes, str):
         modes = [m.strip() for m in modes.split(",") if m.strip()]
-    parsed = layer.parse_modes(list(modes) if modes is not None else None)
-    estimator = _estimator(target)
-    if estimator.expr is None:  # a catalog entry that is not a function of r: its library modes only
-        rows = tuple(layer.gradient_details(estimator, modes))
+    names = list(modes) if modes is not None else None
+    layer.parse_modes(names)  # unknown or empty modes: a UsageError before any work
+    estimator = load_estimator(target, timeout)
+    rows = tuple(layer.gradient_details(estimator, names))  # names: a catalog entry as its library uses it
+    if estimator.expr is None:  # the full-vocabulary KL: not a function of r, no symbolic claims
         return GradientsResult(estimator.name, "", rows, ())
     expr, domain = as_expression_with_domain(estimator.expr)
-    rows = tuple(layer.gradient_details(estimator, parsed))
     problems: list[str] = []
     if cross_check:
         verdicts, _ = _decide_symbolic(expr, list(GRADIENT), timeout, domain, None)
@@ -350,16 +444,22 @@ class FuzzResult:
     dtypes: tuple[str, ...]
     verdicts: Mapping[str, Mapping[str, Verdict]]
     declared: Mapping[str, tuple[str, ...]]
+    failures: Mapping[str, str] = field(default_factory=dict)  # how the user's code ended early
+    output: str = field(default="", repr=False, compare=False)  # what the user's code printed
 
     @property
     def exit_code(self) -> int:
-        return exit_code(self.verdicts[name][c].verdict for name in self.verdicts
+        code = exit_code(self.verdicts[name][c].verdict for name in self.verdicts
                          for c in self.declared[name] if c in self.verdicts[name])
+        return _with_failure(code, "; ".join(self.failures.values()) or None)
 
     def to_json(self) -> dict:
-        return json_document("fuzz", {"profile": self.profile, "dtypes": list(self.dtypes), "estimators": {
+        payload = {"profile": self.profile, "dtypes": list(self.dtypes), "estimators": {
             name: {claim: dict(verdict.as_json(), declared=claim in self.declared[name])
-                   for claim, verdict in verdicts.items()} for name, verdicts in self.verdicts.items()}})
+                   for claim, verdict in verdicts.items()} for name, verdicts in self.verdicts.items()}}
+        if self.failures:
+            payload["failures"] = dict(self.failures)
+        return json_document("fuzz", payload)
 
 
 def parse_dtypes(dtypes) -> list[str]:
@@ -373,42 +473,152 @@ def parse_dtypes(dtypes) -> list[str]:
     return [d for d in DTYPES if d in names]
 
 
+def _fuzz_one(estimator, claims, profile, on_group):
+    """One estimator's floating-point verdicts, dtype by dtype."""
+    if estimator.numeric is None:
+        raise UsageError(f"estimator {estimator.name!r} has no numeric implementation")
+    _floating_verdicts(estimator, claims, profile, on_group)
+    return tuple(expand_claims([c for c in estimator.claims if c.split("@")[0] in FLOATING]))
+
+
+def _fuzz_in_worker(target, claims, profile):
+    from verify.isolation import send
+
+    estimator = _estimator(target)
+    send(("name", estimator.name))
+    return _fuzz_one(estimator, claims, profile, lambda verdicts: send(("verdicts", verdicts)))
+
+
 def fuzz(target=None, dtypes: Sequence[str] | str = DTYPES, *, profile: str = "ci",
-         progress: Callable[[str, str], None] | None = None) -> FuzzResult:
+         progress: Callable[[str, str], None] | None = None, timeout: float | None = None) -> FuzzResult:
     """Every floating-point claim of one estimator's numeric implementation (None: every
     registered estimator that has one), in the given dtypes.  ``progress(name, dtype)``
-    is called after each dtype."""
-    from verify import floating
+    is called after each dtype.  The user's code runs in an isolated worker under a
+    wall-clock limit of ``timeout`` seconds (None: ``verify.isolation.DEFAULT_SECONDS``)."""
     from verify.targets import load_registry
 
     chosen_dtypes = parse_dtypes(dtypes)
     _check_profile(profile)
+    _check_timeout(timeout)
+    claims = [f"{c}@{d}" for c in FLOATING for d in chosen_dtypes]
+    verdicts, declared, failures, outputs = {}, {}, {}, []
+    if target is not None and _user_code(target):
+        from verify.isolation import DEFAULT_SECONDS, run_isolated
+
+        found: dict[str, Verdict] = {}
+        name = [target if isinstance(target, str) else getattr(target, "name", "?")]
+
+        def on_message(message):
+            if message[0] == "name":
+                name[0] = message[1]
+                return
+            found.update(message[1])
+            if progress is not None:
+                progress(name[0], next(iter(message[1])).partition("@")[2])
+
+        outcome = run_isolated(_fuzz_in_worker, (target, claims, profile), on_message=on_message,
+                               seconds=timeout if timeout is not None else DEFAULT_SECONDS)
+        verdicts[name[0]] = {claim: found.get(claim) or _abnormal(outcome.failure) for claim in claims}
+        declared[name[0]] = outcome.value if outcome.failure is None else ()
+        if outcome.failure is not None:
+            failures[name[0]] = outcome.failure
+        outputs.append(outcome.output)
+        return FuzzResult(profile, tuple(chosen_dtypes), verdicts, declared, failures, "".join(outputs))
     if target is None:
         estimators = [e for _, e in sorted(load_registry().items()) if e.numeric is not None]
     else:
         estimators = [_estimator(target)]
-        if estimators[0].numeric is None:
-            raise UsageError(f"estimator {estimators[0].name!r} has no numeric implementation")
-    claims = [f"{c}@{d}" for c in FLOATING for d in chosen_dtypes]
-    verdicts, declared = {}, {}
     for estimator in estimators:
         found = {}
-        for group in _by_dtype(claims):
-            found.update(floating.check_claims(estimator, group, profile=profile))
+
+        def keep(group_verdicts, estimator=estimator, found=found):
+            found.update(group_verdicts)
             if progress is not None:
-                progress(estimator.name, group[0].partition("@")[2])
+                progress(estimator.name, next(iter(group_verdicts)).partition("@")[2])
+
+        declared[estimator.name] = _fuzz_one(estimator, claims, profile, keep)
         verdicts[estimator.name] = {claim: found[claim] for claim in claims}
-        declared[estimator.name] = tuple(expand_claims([c for c in estimator.claims if c.split("@")[0] in FLOATING]))
     return FuzzResult(profile, tuple(chosen_dtypes), verdicts, declared)
 
 
-
 def check_implementation(fn: Callable, expr, claims: Sequence[str] = FLOATING, dtypes: Sequence[str] = DTYPES, *,
-                         profile: str = "ci", **options) -> dict[str, Verdict]:
+                         profile: str = "ci", timeout: float | None = None, **options) -> dict[str, Verdict]:
     """Floating-point claims of any callable ``fn(logp, logq)`` (NumPy arrays of one dtype
-    in, an array-like out) against the estimator ``expr``: what the pytest plugin asserts.
-    ``options`` go to the floating layer (``fp_ulps``, ...)."""
+    in, an array of that dtype out) against the estimator ``expr``: what the pytest plugin
+    asserts.  ``fn`` runs in an isolated worker under a wall-clock limit of ``timeout``
+    seconds (None: ``verify.isolation.DEFAULT_SECONDS``); if it ends that worker, every
+    claim is undecided with the reason.  ``options`` go to the floating layer (``fp_ulps``, ...)."""
+    from functools import partial
+
     from verify.floating import check_callable
+    from verify.isolation import DEFAULT_SECONDS, run_isolated
 
     _check_profile(profile)
-    return check_callable(fn, expr, claims=list(claims), dtypes=parse_dtypes(dtypes), profile=profile, **options)
+    _check_timeout(timeout)
+    chosen = parse_dtypes(dtypes)
+    names = []
+    for claim in (claims.split(",") if isinstance(claims, str) else claims):
+        base, dtype = split_claim(claim.strip())
+        names += [f"{base}@{d}" for d in ([dtype] if dtype else chosen) if f"{base}@{d}" not in names]
+    outcome = run_isolated(partial(check_callable, fn, expr, claims=names, profile=profile, **options),
+                           seconds=timeout if timeout is not None else DEFAULT_SECONDS)
+    if outcome.failure is not None:
+        return {name: _abnormal(outcome.failure) for name in names}
+    return outcome.value
+
+
+def _without_code(target):
+    """In the isolated worker: the Estimator TARGET names, without its implementation
+    (only data crosses back: the expression, the declared claims, the usage)."""
+    from dataclasses import replace
+
+    return replace(_estimator(target), numeric=None)
+
+
+def load_estimator(target, timeout: float | None = None) -> "Estimator":
+    """``_estimator(target)``, importing a user's file or module in an isolated worker
+    (for the layers that need only its expression and usage, not its code)."""
+    if not (isinstance(target, str) and _user_code(target)):
+        return _estimator(target)
+    from verify.isolation import DEFAULT_SECONDS, UserCodeFailed, run_isolated
+
+    outcome = run_isolated(_without_code, (target,), seconds=timeout if timeout is not None else DEFAULT_SECONDS)
+    if outcome.failure is not None:
+        raise UserCodeFailed(f"{target}: {outcome.failure}")
+    return outcome.value
+
+
+def _term_in_worker(target, usage, given):
+    from verify import autograd
+    from verify.targets import resolve_term
+
+    return autograd.gradient_of_term(resolve_term(target), usage=usage, name=target.rpartition(":")[2], **given)
+
+
+def term_gradients(target: str, *, usage: str = "loss", policy=None, reference=None, old=None,
+                   timeout: float | None = None):
+    """The expected gradient of the user's own per-token torch term ``FILE.py:FUNC``
+    (``FUNC(logp, ref_logp, old_logp)``) through its own autograd
+    (``verify.autograd.gradient_of_term``), loaded and run in an isolated worker under a
+    wall-clock limit of ``timeout`` seconds.  Raises ``UserCodeFailed`` with the one-line
+    reason if the term ends its worker, ``GradientUndecided`` if no bound is reached."""
+    from verify.frameworks import require_torch
+    from verify.isolation import DEFAULT_SECONDS, UserCodeFailed, run_isolated
+
+    require_torch()
+    _check_timeout(timeout)
+    if usage not in ("loss", "reward"):
+        raise UsageError(f"unknown usage {usage!r}; known: loss, reward")
+    given = {key: value for key, value in (("policy", policy), ("reference", reference), ("old", old))
+             if value is not None}
+    outcome = run_isolated(_term_in_worker, (target, usage, given),
+                           seconds=timeout if timeout is not None else DEFAULT_SECONDS)
+    if outcome.failure is not None:
+        if outcome.failure.startswith("the user's code raised GradientUndecided: "):
+            from verify.gradients import GradientUndecided
+
+            raise GradientUndecided(outcome.failure.partition("GradientUndecided: ")[2])
+        raise UserCodeFailed(f"{target}: {outcome.failure}")
+    from dataclasses import replace
+
+    return replace(outcome.value, output=outcome.output)

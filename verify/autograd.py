@@ -120,10 +120,16 @@ class TermGradientReport:
     usage: str
     results: tuple
     notes: tuple = ()
+    output: str = field(default="", repr=False, compare=False)  # what the term printed (kept off the JSON)
 
     def to_json(self) -> dict:
-        return {"function": self.function, "framework": "torch", "usage": self.usage,
-                "results": [r.to_json() for r in self.results], "notes": list(self.notes)}
+        """The document ``verify gradients FILE.py:FUNC --framework torch --json`` prints
+        (schema ``verify/schemas/term_gradients.json``)."""
+        from verify.api import json_document
+
+        return json_document("term_gradients", {"function": self.function, "framework": "torch", "usage": self.usage,
+                                                "results": [r.to_json() for r in self.results],
+                                                "notes": list(self.notes)})
 
 
 # ----------------------------------------------------------------------- inputs

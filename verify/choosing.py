@@ -1,15 +1,18 @@
 """Which estimator to use: rankings for reports/choosing.md, as plain data.
 
-Value use (logging a KL, a KL penalty in the reward): an average of n per-token values
-estimates the KL with mean squared error MSE_n = bias^2 + Var/n, exactly, from the exact
-layer's moments (no sampling).  Each MSE carries an absolute error bound propagated from
+Value use (logging a KL): an average of n per-token values estimates the KL with mean
+squared error MSE_n = bias^2 + Var/n, exactly, from the exact layer's moments (no
+sampling).  Each MSE carries an absolute error bound propagated from
 the moments' bounds, and estimators whose MSEs lie within their bounds of each other are
 ties: an estimator's rank is 1 + the number of estimators that are better beyond both
 bounds.
 
-Gradient use (the KL term as a loss): what matters first is which gradient the loss
-follows in expectation (the gradient layer's ``gradient_of`` in mode ``loss``); among
-those that do not follow the wanted one, the cosine with it orders them.
+Gradient use (the KL term as a loss, or its value as a REINFORCE reward penalty): what
+matters first is which gradient the term follows in expectation (the gradient layer's
+``gradient_of`` in mode ``loss`` or ``reward``: the rows ``verify gradients NAME --mode
+MODE`` prints); among those that do not follow the wanted one, the cosine with it orders
+them.  A reward is not ranked by its value's MSE: k3's value is a fine KL estimate, but
+as a reward its expected gradient is not grad KL(q||p); only k1's is.
 """
 from __future__ import annotations
 
@@ -131,15 +134,16 @@ def _gradient_score(row, target):
     return (2, -(cosine if isinstance(cosine, float) else -2.0))
 
 
-def gradient_rankings(rows: dict) -> dict:
+def gradient_rankings(rows: dict, mode: str = "loss") -> dict:
     """family -> regime -> target -> ranked entries {estimator, gradient_of, cosine,
-    norm_ratio, rank} for the KL term used as a loss (mode ``loss``).  Equal classes tie;
-    among ``biased`` gradients a larger cosine with the wanted gradient ranks first (cosines
-    within 1e-9 tie: they are rounded to 10 digits)."""
+    norm_ratio, rank} for the KL term in gradient mode ``mode`` (``loss``, or ``reward``:
+    its value as a REINFORCE reward).  Equal classes tie; among ``biased`` gradients a
+    larger cosine with the wanted gradient ranks first (cosines within 1e-9 tie: they are
+    rounded to 10 digits)."""
     cells: dict = {}
     for name, table in sorted(rows.items()):
         for row in table:
-            if row["mode"] != "loss":
+            if row["mode"] != mode:
                 continue
             cells.setdefault(row["family"], {}).setdefault(row["regime"], {})[name] = row
     out: dict = {}
@@ -170,32 +174,40 @@ def _beyond(a, b) -> bool:
 
 # ------------------------------------------------------------ gradient MSE (softmax)
 #
-# For a softmax policy q = softmax(theta) over V outcomes, the KL term used as a loss gives
-# the per-sample gradient g(x) = -r f'(r) (e_x - q) with r = p_x / q_x.  The mean over a
-# batch of n samples estimates grad KL with MSE_n = |E g - grad KL|^2 + tr Cov(g) / n,
-# where tr Cov(g) = sum_x q_x c_x^2 |e_x - q|^2 - |E g|^2.  Everything is an exact finite
-# sum, done in mpmath at two precisions: their difference, plus a floor relative to the
-# size of the terms, is the error bound.
+# For a softmax policy q = softmax(theta) over V outcomes, one sampled token x gives the
+# gradient g(x) = c(r) (e_x - q) with r = p_x / q_x: c = -r f'(r) for the KL term used as
+# a loss, c = f(r) for its value used as a REINFORCE reward (the score of x is e_x - q).
+# The mean over a batch of n samples estimates grad KL with MSE_n = |E g - grad KL|^2 +
+# tr Cov(g) / n, where tr Cov(g) = sum_x q_x c_x^2 |e_x - q|^2 - |E g|^2.  Everything is
+# an exact finite sum, done in mpmath at two precisions: their difference, plus a floor
+# relative to the size of the terms, is the error bound.
 
 DPS_LOW, DPS_HIGH = 30, 50
 SUM_FLOOR = 1e-40
+MSE_MODES = ("loss", "reward")
 
 
-def _slope_function(expr):
-    """t -> r f'(r) at r = exp(t), in mpmath (clamps and Abs split into pieces first)."""
+def _coefficient_function(expr, mode="loss"):
+    """t -> c at r = exp(t), in mpmath: -r f'(r) (loss) or f(r) (reward); clamps and Abs
+    are split into pieces first."""
     import sympy as sp
 
     from verify.expression import R
 
+    if mode not in MSE_MODES:
+        raise ValueError(f"no softmax MSE for mode {mode!r}")
     t = sp.Symbol("t", real=True)
     piecewise = expr.rewrite(sp.Piecewise) if expr.has(sp.Min, sp.Max, sp.Abs) else expr
-    slope = sp.diff(piecewise.xreplace({R: sp.exp(t)}), t)
+    in_t = piecewise.xreplace({R: sp.exp(t)})
+    if mode == "reward":
+        return sp.lambdify(t, in_t, "mpmath")
+    slope = sp.diff(in_t, t)
     if slope.has(sp.Derivative, sp.Subs):
         raise ValueError(f"cannot differentiate {expr}")
-    return sp.lambdify(t, slope, "mpmath")
+    return sp.lambdify(t, -slope, "mpmath")
 
 
-def _softmax_mse_at(slope, theta, p_logits, n_values, dps):
+def _softmax_mse_at(coefficient_of, theta, p_logits, n_values, dps):
     import mpmath
 
     with mpmath.workdps(dps):
@@ -209,7 +221,7 @@ def _softmax_mse_at(slope, theta, p_logits, n_values, dps):
         q, p = [mpmath.exp(v) for v in logq], [mpmath.exp(v) for v in logp]
         size = len(q)
         log_ratio = [b - a for a, b in zip(logq, logp)]
-        coefficient = [-mpmath.mpf(slope(t)) for t in log_ratio]  # g(x) = c_x (e_x - q)
+        coefficient = [mpmath.mpf(coefficient_of(t)) for t in log_ratio]  # g(x) = c_x (e_x - q)
 
         def expectation(weights):  # sum_x q_x w_x (e_x - q)
             total = mpmath.fsum(qx * wx for qx, wx in zip(q, weights))
@@ -230,11 +242,12 @@ def _softmax_mse_at(slope, theta, p_logits, n_values, dps):
         return out, scale
 
 
-def softmax_gradient_mse(expr, theta, p_logits, n_values=BATCH_SIZES) -> dict:
-    """target -> n -> (MSE of the batch-mean loss gradient against grad KL(target), bound)."""
-    slope = _slope_function(expr)
-    high, scale = _softmax_mse_at(slope, theta, p_logits, n_values, DPS_HIGH)
-    low, _ = _softmax_mse_at(slope, theta, p_logits, n_values, DPS_LOW)
+def softmax_gradient_mse(expr, theta, p_logits, n_values=BATCH_SIZES, mode="loss") -> dict:
+    """target -> n -> (MSE of the batch-mean gradient against grad KL(target), bound), the
+    term used as a loss (``mode="loss"``) or its value as a REINFORCE reward (``"reward"``)."""
+    coefficient_of = _coefficient_function(expr, mode)
+    high, scale = _softmax_mse_at(coefficient_of, theta, p_logits, n_values, DPS_HIGH)
+    low, _ = _softmax_mse_at(coefficient_of, theta, p_logits, n_values, DPS_LOW)
     out = {}
     for target in high:
         out[target] = {}
@@ -245,7 +258,7 @@ def softmax_gradient_mse(expr, theta, p_logits, n_values=BATCH_SIZES) -> dict:
     return out
 
 
-def softmax_gradient_mse_table(expr) -> dict:
+def softmax_gradient_mse_table(expr, mode="loss") -> dict:
     """regime -> target -> str(n) -> [MSE, bound] for one estimator on the gradient layer's
     softmax pairs (None for a regime where f cannot be differentiated or evaluated)."""
     from verify.gradients import PAIRS
@@ -253,7 +266,7 @@ def softmax_gradient_mse_table(expr) -> dict:
     out: dict = {}
     for pair in (p for p in PAIRS if p.family == "softmax"):
         try:
-            values = softmax_gradient_mse(expr, pair.theta, pair.p)
+            values = softmax_gradient_mse(expr, pair.theta, pair.p, mode=mode)
         except (ValueError, TypeError, ZeroDivisionError, OverflowError):
             out[pair.regime] = None
             continue

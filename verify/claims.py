@@ -204,8 +204,11 @@ _FLOATING_TEXT = {
                     "normal number unless the estimator sets `fp_atol` (an RL penalty does not care "
                     "about many ulps at a value of 1e-28). Where |f| exceeds the finite range the "
                     "value must be +-inf or +-max with f's sign.",
-                    "The reference is mpmath at the exact inputs, its precision doubled until two "
-                    "evaluations agree to 2^-80."),
+                    "The reference is the exact f at the exact inputs: for float64 and float32, mpmath, "
+                    "its precision doubled until two evaluations agree to 2^-80; for float16 and "
+                    "bfloat16 (every pair enumerated), a certified float64 interval enclosure of f "
+                    "(1e-12 relative or narrower), with mpmath at the exact inputs deciding the pairs "
+                    "whose enclosure straddles a tolerance and re-checking every counterexample."),
     "fp_matches_expression": ("The implementation computes the formula it declares: a right formula "
                               "evaluated naively in the dtype passes, a different formula fails. "
                               "The value must lie within `MATCH_ULPS` = 32 ulps of f(t') for some "
@@ -273,6 +276,23 @@ EXIT_CODES = {
                     "any claim).",
 }
 
+# Not a claim of its own to declare: the precondition of every floating-point claim.
+DTYPE_CONTRACT = ("fp_returns_input_dtype",
+                  "The implementation returns an array of the dtype it is given (or, for a library entry "
+                  "whose `Usage.computes_in` names a dtype, that dtype). An implementation that returns "
+                  "another dtype (an upcast to float64, say) or a Python list refutes every floating-point "
+                  "claim of that dtype, with the input pair and the returned type as counterexample: its "
+                  "values would hide the very rounding the claims are about.",
+                  "Checked on every call the floating-point layer makes; the counterexample is re-checked "
+                  "on the single input pair.")
+USER_CODE = ("The user's code (a `FILE.py:NAME` or `module:NAME` target, an `Estimator` that is not the "
+             "registry's own, a torch term, the pytest plugin's callable) is imported and run in a worker "
+             "process the harness owns: its output is captured (never on stdout), its memory is capped, "
+             "and one wall-clock limit (`--timeout`, default 600 s) covers all of it. If it exits, is "
+             "killed, hangs or runs out of memory, the claims it left open are `undecided` with the "
+             "one-line reason, and the exit code is never 0. This guards against accidents, not against "
+             "code written to attack the harness.")
+
 _KIND = {**{c: "pointwise claim" for c in POINTWISE}, **{c: "expectation claim" for c in EXPECTATION},
          **{c: "gradient claim" for c in GRADIENT}, **{c: "floating-point claim" for c in FLOATING}}
 
@@ -284,6 +304,8 @@ def _entries() -> dict[str, Entry]:
             entries[name] = Entry(name, _KIND[name], meaning, how)
     for name, (meaning, how) in _FLOATING_TEXT.items():
         entries[name] = Entry(name, _KIND[name], meaning, (how + " " + _FLOATING_HOW).strip())
+    entries[DTYPE_CONTRACT[0]] = Entry(DTYPE_CONTRACT[0], "contract of every floating-point claim",
+                                       DTYPE_CONTRACT[1], DTYPE_CONTRACT[2])
     for name, meaning in VERDICT_TEXT.items():
         entries[name] = Entry(name, "verdict", meaning)
     for name, (meaning, how) in MODE_TEXT.items():
@@ -343,6 +365,8 @@ def reference_markdown() -> str:
         rows = [(f"`{n}`", ENTRIES[n].meaning,
                  ENTRIES[n].how.replace(_FLOATING_HOW, "").strip()) for n in names]
         lines += _table(rows, ("claim", "meaning", "how it is decided"))
+    lines += ["", f"### The dtype contract: `{DTYPE_CONTRACT[0]}`", "", DTYPE_CONTRACT[1] + " " + DTYPE_CONTRACT[2],
+              "", "### The user's code", "", USER_CODE]
     lines += ["", "## Verdicts", "",
               "Every claim gets exactly one. A wrong `proved` is the worst defect the harness can have; "
               "`undecided` is an honest answer.", ""]

@@ -14,7 +14,8 @@ import re
 import sys
 
 from verify import UsageError, __version__
-from verify.claims import EXIT_USAGE
+from verify.claims import EXIT_UNDECIDED, EXIT_USAGE
+from verify.isolation import UserCodeFailed
 
 # name -> one-line help (shown by `kl-verify --help` without importing the command)
 COMMANDS = {
@@ -83,6 +84,7 @@ def _check_early(args) -> None:
 
 
 def main(argv=None) -> int:
+    args = None
     try:
         arguments = _protect_expressions(sys.argv[1:] if argv is None else list(argv))
         parser = build_parser(arguments)
@@ -106,3 +108,13 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into head: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except UserCodeFailed as error:  # the user's code ended its worker before anything was decided
+        message = " ".join(str(error).split())
+        print(f"kl-verify: {message}", file=sys.stderr)
+        if getattr(args, "json", False):  # --json output stays one JSON document
+            import json
+
+            from verify.api import json_document
+
+            print(json.dumps(json_document("failure", {"failure": message}), indent=2))
+        return EXIT_UNDECIDED

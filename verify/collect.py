@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from verify.api import SCHEMA_VERSION
-from verify.claims import FLOATING, SYMBOLIC, expand_claims
+from verify.claims import DTYPES, FLOATING, SYMBOLIC, expand_claims
 from verify.timelimit import Failed, TimedOut, run_all
 
 SIGNIFICANT_DIGITS = 10  # floats in results.json: stable across runs, ample for reports
@@ -62,14 +62,15 @@ def symbolic_layer(estimator, timeout):
     return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
 
 
-def floating_layer(estimator, profile, sweep_workers=None):
+def floating_layer(estimator, profile, sweep_workers=None, dtypes=DTYPES):
+    """The floating-point verdicts in ``dtypes`` (a cell is one dtype)."""
     from verify import floating
     from verify.api import check
 
     if estimator.numeric is None:
         return {}
     with floating.sweep_workers(sweep_workers or floating.SWEEP_WORKERS):
-        verdicts = check(estimator, expand_claims(FLOATING), profile=profile).verdicts
+        verdicts = check(estimator, [f"{c}@{d}" for c in FLOATING for d in dtypes], profile=profile).verdicts
     return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
 
 
@@ -82,8 +83,10 @@ def moments_layer(estimator):
 
 
 def gradients_layer(estimator):
-    """The gradient table, and the exact MSE of the loss gradient on the softmax pairs
-    (for reports/choosing.md)."""
+    """The gradient rows ``verify gradients NAME`` prints (the same call: a catalog entry as
+    its library uses it, a built-in estimator in every generic mode), and for a built-in
+    estimator the exact MSE of its loss and reward gradients on the softmax pairs (for
+    reports/choosing.md)."""
     from verify.api import gradients
     from verify.choosing import softmax_gradient_mse_table
     from verify.expression import as_expression
@@ -91,7 +94,8 @@ def gradients_layer(estimator):
     rows = [row.as_row() for row in gradients(estimator).rows]
     result = {"rows": rows}
     if estimator.usage is None:  # the built-in estimators are the ones reports/choosing.md compares
-        result["mse"] = softmax_gradient_mse_table(as_expression(estimator.expr))
+        expr = as_expression(estimator.expr)
+        result["mse"] = {mode: softmax_gradient_mse_table(expr, mode) for mode in ("loss", "reward")}
     else:  # a catalog entry: the libraries report's sweep reuses this process's compiled modes
         from verify.libraries import library_task
 
@@ -114,11 +118,12 @@ def reproductions_layer():
 
 
 def _layer_task(layer, estimator, profile, timeout, sweep_workers=None):
-    if layer == "symbolic":
+    kind, _, dtype = layer.partition("@")
+    if kind == "symbolic":
         return symbolic_layer(estimator, timeout)
-    if layer == "floating":
-        return floating_layer(estimator, profile, sweep_workers)
-    if layer == "moments":
+    if kind == "floating":
+        return floating_layer(estimator, profile, sweep_workers, (dtype,))
+    if kind == "moments":
         return moments_layer(estimator)
     return gradients_layer(estimator)
 
@@ -140,57 +145,107 @@ def cross_checks(name, record) -> list[str]:
     return problems
 
 
-def _shared_key(layer, estimator):
-    """Cells with equal keys give equal results: catalog entries share value functions
-    and implementations, so each distinct one is computed once."""
-    if layer in ("symbolic", "moments"):
-        return layer, str(estimator.expr)
-    if layer == "floating":
-        return layer, str(estimator.expr), estimator.numeric, estimator.fp_ulps
-    if layer == "gradients":
-        return layer, str(estimator.expr), estimator.usage
-    return layer, estimator.name
+def _implementation(estimator):
+    function = estimator.numeric
+    return None if function is None else f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
+
+
+def cell_description(layer, estimator, profile, timeout) -> dict:
+    """What a cell's result depends on (verify.cache): the declaration it reads, the
+    harness code its layer runs, the implementation it calls, the options.  Cells with
+    equal descriptions give equal results: catalog entries share value functions and
+    implementations, so each distinct cell is computed once."""
+    from verify import cache
+
+    kind, _, dtype = layer.partition("@")
+    data = {"layer": layer, "sources": cache.layer_sources(kind)}
+    if estimator is None:  # the reproductions
+        return data
+    data["expression"] = None if estimator.expr is None else str(estimator.expr)
+    calls_code = kind == "floating" or (kind == "gradients" and estimator.usage is not None)
+    if kind == "symbolic":
+        data["timeout"] = timeout
+    if kind == "floating":
+        usage = estimator.usage
+        data.update(profile=profile, dtype=dtype, fp_ulps=estimator.fp_ulps, fp_atol=estimator.fp_atol,
+                    framework=estimator.framework, computes_in=usage.computes_in if usage is not None else None)
+    if kind == "gradients":
+        data["usage"] = repr(estimator.usage)
+    if calls_code and estimator.numeric is not None:
+        data["implementation"] = _implementation(estimator)
+        data["sources"] = {**data["sources"], **cache.implementation_sources(estimator.numeric)}
+    return data
 
 
 def _needs_expression(layer):
-    return layer in ("symbolic", "floating", "moments")
+    return layer.partition("@")[0] in ("symbolic", "floating", "moments")
 
 
-def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, layers=LAYERS) -> dict:
+def _cells(estimator, layers):
+    for layer in LAYERS:
+        if layer not in layers:
+            continue
+        if layer == "floating":
+            if estimator.numeric is not None and estimator.expr is not None:
+                yield from (f"floating@{dtype}" for dtype in DTYPES)
+        elif not (estimator.expr is None and _needs_expression(layer)):
+            yield layer
+
+
+def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, layers=LAYERS, cache=None,
+            stats=None, reuse=True, reproductions=True) -> dict:
+    """Every layer (of ``layers``) over every estimator, run ``jobs`` cells at a time.
+    ``cache``: a ``verify.cache.Cache`` whose results are reused where the cell's
+    fingerprint and the dependency versions match (None: compute everything); computed
+    cells are stored in it (``reuse=False``: stored, never read).  ``reproductions``: the
+    exact layer's reproductions of published figures (with the moments layer).  ``stats``, a dict, receives the counts of cells computed and
+    reused."""
+    from verify import cache as cells
     from verify.expression import as_expression
-
-    """Every layer (of ``layers``) over every estimator, run ``jobs`` cells at a time."""
     from verify.libraries import library_data
 
     names = sorted(registry)
-    wanted = [(layer, name) for name in names for layer in LAYERS if layer in layers
-              and not (registry[name].expr is None and _needs_expression(layer))]
-    keys = {(layer, name): _shared_key(layer, registry[name]) for layer, name in wanted}
+    wanted = [(layer, name) for name in names for layer in _cells(registry[name], layers)]
+    if "moments" in layers and reproductions:
+        wanted.append(("reproductions", None))
+    descriptions = {cell: cell_description(cell[0], registry.get(cell[1]), profile, timeout) for cell in wanted}
+    prints = {cell: cells.fingerprint(description) for cell, description in descriptions.items()}
+    versions = cells.versions()
     tasks, seen = [], set()
     for cell in wanted:
-        if keys[cell] not in seen:
-            seen.add(keys[cell])
+        if prints[cell] not in seen:
+            seen.add(prints[cell])
             tasks.append(cell)
-    if "moments" in layers:
-        tasks.append(("reproductions", None))
+    by_print, missing = {}, []
+    for cell in tasks:
+        hit, result = (cache.get(cells.cache_key(prints[cell], versions)) if cache is not None and reuse
+                       else (False, None))
+        if hit:
+            by_print[prints[cell]] = result
+        else:
+            missing.append(cell)
     calls = [((reproductions_layer, ()) if layer == "reproductions"
               else (_layer_task, (layer, registry[name], profile, timeout, 1 if jobs > 1 else None)))
-             for layer, name in tasks]  # cells already run side by side: one process per sweep
+             for layer, name in missing]  # cells already run side by side: one process per sweep
     budget = 1800.0  # per cell: the floating layer enumerates every 16-bit input pair (minutes on a busy machine)
-    computed = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(tasks[i], len(tasks))))
-    by_key = {keys.get(cell, cell): result for cell, result in zip(tasks, computed)}
-    results = [by_key[keys[cell]] for cell in wanted]
-    tasks = list(wanted)
-    if "moments" in layers:
-        tasks.append(("reproductions", None))
-        results.append(by_key[("reproductions", None)])
+    computed = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(missing[i], len(missing))))
+    for cell, result in zip(missing, computed):
+        by_print[prints[cell]] = result
+        if cache is not None and not isinstance(result, (TimedOut, Failed)):
+            cache.put(cells.cache_key(prints[cell], versions), result)
+    if stats is not None:
+        stats.update(computed=len(missing), reused=len(tasks) - len(missing))
+    results = [by_print[prints[cell]] for cell in wanted]
     sweeps = {}
     records = {name: {"expression": (None if registry[name].expr is None else str(as_expression(registry[name].expr))),
                       "source": registry[name].source, "description": registry[name].description,
-                      "declared": list(registry[name].claims), "claims": {}, "errors": []} for name in names}
+                      "declared": list(registry[name].claims), "claims": {}, "errors": [], "fingerprints": {}}
+               for name in names}
     reproduced = None
     gradient_mse: dict = {}
-    for (layer, name), result in zip(tasks, results):
+    for (layer, name), result in zip(wanted, results):
+        if name is not None:
+            records[name]["fingerprints"][layer] = prints[(layer, name)]
         if isinstance(result, (TimedOut, Failed)):
             message = f"{layer} layer: " + (f"timed out after {budget:g} s" if isinstance(result, TimedOut) else result.error)
             if name is None:
@@ -200,7 +255,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
             continue
         if layer == "reproductions":
             reproduced = result
-        elif layer in ("symbolic", "floating"):
+        elif layer == "symbolic" or layer.startswith("floating"):
             records[name]["claims"].update(result)
         elif layer == "gradients":
             records[name]["gradients"] = result["rows"]
@@ -210,6 +265,9 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
                 sweeps[name] = result["library"]
         else:
             records[name][layer] = result
+    order = list(SYMBOLIC) + expand_claims(FLOATING)  # claims in one order, however the cells arrived
+    for record in records.values():
+        record["claims"] = {c: record["claims"][c] for c in sorted(record["claims"], key=order.index)}
     disagreements = []
     for name in names:
         disagreements += cross_checks(name, records[name])
@@ -228,6 +286,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
         "layers": [layer for layer in LAYERS if layer in layers],
         "estimators": records,
         "reproductions": reproduced,
+        "reproductions_fingerprint": prints.get(("reproductions", None)),
         "disagreements": disagreements,
         "choosing": choosing,
         **library_data(registry, sweeps),
@@ -236,13 +295,20 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
 
 def choosing_data(records, gradient_mse=None) -> dict:
     """Which estimator to use (reports/choosing.md), from the exact layer's moments
-    (value use) and the gradient layer's rows and softmax gradient MSEs (gradient use);
-    see verify.choosing."""
+    (value use) and the gradient layer's rows and softmax gradient MSEs (loss and reward
+    use); see verify.choosing.  ``gradient_mse``: estimator -> mode -> MSE table."""
     from verify.choosing import gradient_mse_rankings, gradient_rankings, value_rankings
 
     sweeps = {name: record["moments"] for name, record in records.items() if record.get("moments")}
     rows = {name: record["gradients"] for name, record in records.items() if record.get("gradients")}
     kl_by_regime = {row["regime"]: row["kl_qp"] for table in rows.values() for row in table
                     if row["family"] == "softmax"}
-    return {"value": value_rankings(sweeps), "gradient": gradient_rankings(rows),
-            "gradient_mse": gradient_mse_rankings(gradient_mse or {}, kl_by_regime)}
+    tables = gradient_mse or {}
+
+    def mse_rankings(mode):
+        return gradient_mse_rankings({name: by_mode[mode] for name, by_mode in tables.items() if mode in by_mode},
+                                     kl_by_regime)
+
+    return {"value": value_rankings(sweeps), "gradient": gradient_rankings(rows, "loss"),
+            "gradient_mse": mse_rankings("loss"), "reward": gradient_rankings(rows, "reward"),
+            "reward_mse": mse_rankings("reward")}

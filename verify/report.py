@@ -9,7 +9,7 @@ import io
 import json
 import math
 
-from verify.claims import DTYPES, FLOATING, SYMBOLIC
+from verify.claims import DTYPES, FLOATING, GRADIENT, SYMBOLIC
 from verify.report_truncation import truncation_section
 
 RANKING_KL = 0.5  # families are ranked at the sweep pair whose KL(q||p) is nearest this
@@ -62,25 +62,56 @@ def _canonical(results) -> dict:
     return results
 
 
-def render(results) -> dict[str, bytes]:
-    """Every report file (path relative to the report folder -> bytes)."""
+def render(results, memo=None) -> dict[str, bytes]:
+    """Every report file (path relative to the report folder -> bytes).  ``memo``: a
+    ``verify.cache.Cache`` that keeps the figures (their plotting is most of the time a
+    run takes when no cell changed), keyed by the data each figure shows and the
+    plotting code; the bytes are the same either way."""
     results = _canonical(results)
     files = {"results.json": (json.dumps(results, indent=1, sort_keys=True) + "\n").encode()}
     files["README.md"] = _index(results).encode()
     files["choosing.md"] = _choosing(results).encode()
-    files.update(_comparison_figures(results))
+    files.update(_memoized(memo, "comparison", _shown(results)["estimators"], lambda: _comparison_figures(results)))
     files["reproductions.md"] = _reproductions(results.get("reproductions")).encode()
-    owners = {}  # catalog entries share value functions: one set of figures per expression
+    sharing: dict = {}  # catalog entries share value functions: one set of figures per expression
     for name, record in results["estimators"].items():
-        owner = name if record["expression"] is None else owners.setdefault(record["expression"], name)
-        files[f"{name}.md"] = _estimator_page(name, record, figures=owner).encode()
-        if owner == name:
-            files.update(_figures(name, record))
+        sharing.setdefault(record["expression"] or name, []).append(name)
+    for name, record in results["estimators"].items():
+        names = sharing[record["expression"] or name]
+        files[f"{name}.md"] = _estimator_page(name, record, figures=names[0], shared=names).encode()
+        if names[0] == name:
+            files.update(_memoized(memo, "estimator", [name, _shown(results)["estimators"][name], names],
+                                   lambda: _figures(name, record, shared=names)))
     if results.get("libraries"):  # issue 14: the catalog of RL libraries' KL terms
         from verify.report_libraries import FIGURE, libraries_figure, render_libraries
 
         files["libraries.md"] = render_libraries(results).encode()
-        files[FIGURE] = libraries_figure(results)
+        files.update(_memoized(memo, "libraries", _shown(results), lambda: {FIGURE: libraries_figure(results)}))
+    return files
+
+
+def _shown(results) -> dict:
+    """The results without the cells' fingerprints (no figure shows them)."""
+    return {**results, "estimators": {name: {k: v for k, v in record.items() if k != "fingerprints"}
+                                      for name, record in results["estimators"].items()}}
+
+
+def _memoized(memo, kind, shown, make) -> dict[str, bytes]:
+    """``make()`` (figure files), or its earlier result for the same data and code."""
+    if memo is None:
+        return make()
+    from importlib import metadata
+
+    from verify import cache
+
+    key = cache.fingerprint({"figures": kind, "data": shown, "matplotlib": metadata.version("matplotlib"),
+                             "code": cache.source_closure(["verify.report", "verify.report_libraries"]),
+                             "scheme": cache.SCHEME})
+    hit, files = memo.get(key)
+    if hit and isinstance(files, dict) and all(isinstance(v, bytes) for v in files.values()):
+        return files
+    files = make()
+    memo.put(key, files)
     return files
 
 
@@ -99,6 +130,10 @@ def _index(results) -> str:
              "undecided. A `*` marks a claim the estimator declares; only a declared claim that is refuted "
              "is an alarm (**refuted**\\*): an undeclared refuted claim is a property the estimator does not "
              "claim to have.", ""]
+    if results.get("libraries"):
+        lines += ["For a library entry the claims are about its f(r): the gradient claims (`loss_grad_*`, "
+                  "`reward_grad_kl_qp`) are those of the bare f in the generic modes. How each library's use of "
+                  "the term trains (weights, detaches, straight-through) is in [libraries.md](libraries.md).", ""]
     if results["disagreements"]:
         lines += ["## Layer disagreements (harness bugs: the run failed)", ""]
         lines += [f"- {d}" for d in results["disagreements"]] + [""]
@@ -125,8 +160,33 @@ def _index(results) -> str:
     return "\n".join(lines)
 
 
-def _matrix(results, claims):
+MATRIX_COLUMNS = 8  # estimators per verdict table: more are not legible
+
+
+def _matrix_groups(results) -> list[tuple[str, list[str]]]:
+    """(caption, names) per verdict table: the built-in estimators, then the catalog entries
+    in groups of at most MATRIX_COLUMNS."""
     names = list(results["estimators"])
+    catalog = [n for n in names if n in (results.get("libraries") or {})]
+    builtin = [n for n in names if n not in catalog]
+    groups = [(f"Estimators {', '.join(chunk)}", chunk) for chunk in
+              (builtin[i:i + MATRIX_COLUMNS] for i in range(0, len(builtin), MATRIX_COLUMNS))]
+    groups += [(f"Library entries {chunk[0]} to {chunk[-1]}", chunk) for chunk in
+               (catalog[i:i + MATRIX_COLUMNS] for i in range(0, len(catalog), MATRIX_COLUMNS))]
+    return groups
+
+
+def _matrix(results, claims):
+    groups = _matrix_groups(results)
+    lines = []
+    for caption, names in groups:
+        if len(groups) > 1:
+            lines += [f"{caption}:", ""]
+        lines += _matrix_table(results, claims, names) + [""]
+    return lines[:-1]
+
+
+def _matrix_table(results, claims, names):
     lines = ["| claim | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for claim in claims:
         row = [f"`{claim}`"]
@@ -253,8 +313,10 @@ def _ranking(results):
 # -------------------------------------------------------------------- estimator page
 
 
-def _estimator_page(name, record, figures=None) -> str:
-    figures = figures or name  # the entry whose figures show this value function
+def _estimator_page(name, record, figures=None, shared=()) -> str:
+    """``figures``: the entry whose figure files show this value function; ``shared``:
+    every entry with the same f(r) (the figures are titled by f, not by one of them)."""
+    figures = figures or name
     lines = [f"# `{name}`", "", (f"f(r) = `{record['expression']}`" if record["expression"] is not None
                                   else "Not a function of r at one sample (see [the libraries report](libraries.md))."), "",
              _reference_line(), ""]
@@ -266,6 +328,9 @@ def _estimator_page(name, record, figures=None) -> str:
         lines += ["**Layer errors:**", ""] + [f"- {e}" for e in record["errors"]] + [""]
     if record.get("curve"):
         lines += ["![f against log r](figures/" + figures + "_f.png)", ""]
+        if len(shared) > 1:
+            lines += [f"The figures of this page are those of f(r), shared by every entry with this f: "
+                      f"{', '.join(f'`{n}`' for n in shared)}.", ""]
     lines += ["## Property sheet", "",
               "| claim | declared | verdict | method | detail |", "|---|---|---|---|---|"]
     for claim in list(SYMBOLIC) + _fp_claim_order(record["claims"]):
@@ -276,6 +341,10 @@ def _estimator_page(name, record, figures=None) -> str:
         detail = verdict["detail"].replace("|", "\\|")
         lines.append(f"| `{claim}` | {'yes' if declared else ''} | {_mark(verdict['verdict'], declared)} | "
                      f"{verdict['method']} | {detail} |")
+    if any(row.get("as_used") for row in record.get("gradients") or []) and any(c in record["claims"] for c in GRADIENT):
+        lines += ["", "The gradient claims (" + ", ".join(f"`{c}`" for c in GRADIENT) + ") are about the bare f(r) "
+                  "in the generic modes, not about this library's use of it: that is in "
+                  "[Gradients, as the library uses the term](#gradients-as-the-library-uses-the-term)."]
     examples = [(c, v["counterexample"]) for c, v in record["claims"].items() if v.get("counterexample") is not None]
     if examples:
         lines += ["", "### Counterexamples (each re-checks when evaluated)", ""]
@@ -298,10 +367,18 @@ def _estimator_page(name, record, figures=None) -> str:
                              f"{_number(m['relative_bias_pq'])} | {_number(_std_over_kl(m))} |")
             lines.append("")
     if record.get("gradients"):
-        lines += ["## Gradients", "", "What the expected gradient really is, by mode (exact sums and quadrature).", ""]
         used = {row["mode"]: row["as_used"] for row in record["gradients"] if row.get("as_used")}
         if used:  # a catalog entry: the modes are its library's uses (libraries.md)
+            lines += ["## Gradients, as the library uses the term", "",
+                      f"What the expected gradient really is in each use the library makes of the term "
+                      f"(`verify gradients {name}` prints these rows; exact sums and quadrature). These are not "
+                      "the generic modes of the bare f(r): a weight, a detach or a straight-through trick "
+                      "changes the gradient.", ""]
             lines += [f"- {mode}: {text}" for mode, text in used.items()] + [""]
+        else:
+            lines += ["## Gradients", "",
+                      f"What the expected gradient really is, by generic mode (`verify gradients {name}` prints "
+                      "these rows; exact sums and quadrature).", ""]
         lines += [
                   "| mode | family | regime | KL(q‖p) | gradient of | cos vs ∇KL(q‖p) | cos vs ∇KL(p‖q) | norm ratio qp | norm ratio pq |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -313,21 +390,34 @@ def _estimator_page(name, record, figures=None) -> str:
 
 
 def _worst_errors(record):
-    """The worst floating-point error behind each fp verdict (passing or not)."""
-    rows = []
+    """The worst floating-point error found in each dtype.  One search per dtype backs every
+    fp claim of that dtype, so their ``worst`` is one measurement: one row per dtype, with
+    the claims it backs (a claim whose ``worst`` differs gets its own row)."""
+    groups: list[tuple[dict, list[str]]] = []
     for claim in _fp_claim_order(record["claims"]):
         worst = record["claims"][claim].get("worst")
         if not isinstance(worst, dict) or "ulps" not in worst:
             continue
-        at = [worst.get(key) or {} for key in ("ulps_at", "abs_at")]
-        rows.append(f"| `{claim}` | {_number(worst['ulps'])} | `{at[0].get('logp')}`, `{at[0].get('logq')}` | "
-                    f"{_number(worst['abs'])} | `{at[1].get('logp')}`, `{at[1].get('logq')}` |")
-    if not rows:
+        dtype = claim.partition("@")[2]
+        same = [g for g in groups if g[0] == worst and g[1][0].partition("@")[2] == dtype]
+        if same:
+            same[0][1].append(claim)
+        else:
+            groups.append((worst, [claim]))
+    if not groups:
         return []
-    return ["", "### Worst floating-point error per claim and dtype", "",
-            "Against the exact f at the exact inputs; the input (logp, logq) where it occurs.", "",
-            "| claim | worst error (ulps) | at (logp, logq) | worst absolute error | at (logp, logq) |",
-            "|---|---|---|---|---|"] + rows
+    rows = []
+    for worst, claims in sorted(groups, key=lambda g: DTYPES.index(g[1][0].partition("@")[2])):
+        at = [worst.get(key) or {} for key in ("ulps_at", "abs_at")]
+        names = ", ".join(f"`{c.partition('@')[0]}`" for c in claims)
+        rows.append(f"| {claims[0].partition('@')[2]} | {names} | {_number(worst['ulps'])} | "
+                    f"`{at[0].get('logp')}`, `{at[0].get('logq')}` | {_number(worst['abs'])} | "
+                    f"`{at[1].get('logp')}`, `{at[1].get('logq')}` |")
+    return ["", "### Worst floating-point error per dtype", "",
+            "Against the exact f at the exact inputs, over every input the dtype's search tried (one search "
+            "per dtype decides all its claims); the input (logp, logq) where it occurs.", "",
+            "| dtype | claims it backs | worst error (ulps) | at (logp, logq) | worst absolute error | at (logp, logq) |",
+            "|---|---|---|---|---|---|"] + rows
 
 
 # ---------------------------------------------------------------------- reproductions
@@ -429,7 +519,20 @@ def _zero_note(axes, names, text=None):
                        fontsize=8)
 
 
-def _figures(name, record) -> dict[str, bytes]:
+def _figure_label(record, shared) -> str:
+    """Who a figure is about: f(r) itself, and every entry that has this f (wrapped)."""
+    import textwrap
+
+    text = f"f(r) = {record['expression']}"
+    if len(shared) > 1:
+        text += f" (entries: {', '.join(shared)})"
+    return "\n".join(textwrap.wrap(text, 90))
+
+
+def _figures(name, record, shared=()) -> dict[str, bytes]:
+    """The f, bias and std figures of one value function, titled by f(r) and the entries
+    that share it (``shared``; default: ``name`` alone)."""
+    about = _figure_label(record, list(shared) or [name])
     plt = _pyplot()
     files = {}
     if not record.get("curve"):
@@ -440,7 +543,7 @@ def _figures(name, record) -> dict[str, bytes]:
     axes.axhline(0, color="grey", linewidth=0.5)
     axes.set_xlabel("log r = log p - log q")
     axes.set_ylabel("f(r)")
-    axes.set_title(f"{name}: f(r) = {record['expression']}"[:80], fontsize=9)
+    axes.set_title(about, fontsize=8)
     finite = [v for v in values if math.isfinite(v)]
     if finite:
         low, high = min(finite), min(max(finite), 20.0)
@@ -466,7 +569,7 @@ def _figures(name, record) -> dict[str, bytes]:
             _zero_note(axes, zero, "every family" if zero and len(zero) == len(sweeps) else None)
         panels[0].set_ylabel("|relative bias|")
         _legend_outside(panels[1])
-    figure.suptitle(f"{name}: points within their error bound (zero bias) not drawn", fontsize=9)
+    figure.suptitle(f"{about}\npoints within their error bound (zero bias) not drawn", fontsize=9)
     figure.tight_layout()
     files[f"figures/{name}_bias.png"] = _png(figure)
     plt.close(figure)
@@ -480,7 +583,8 @@ def _figures(name, record) -> dict[str, bytes]:
                 axes.loglog(*zip(*points), "-", marker="o", markersize=3, color=f"C{index % 10}", label=family)
         axes.set_xlabel("true KL(q||p)")
         axes.set_ylabel("std / KL(q||p)")
-        axes.set_title(f"{name}: std / KL(q||p)" + ("; infinite variance not drawn" if omitted else ""), fontsize=9)
+        axes.set_title("std / KL(q||p)" + ("; infinite variance not drawn" if omitted else ""), fontsize=9)
+        figure.suptitle(about, fontsize=8)
         _legend_outside(axes)
     figure.tight_layout()
     files[f"figures/{name}_std.png"] = _png(figure)
@@ -566,23 +670,39 @@ def _first_places(cells) -> dict:
     return counts
 
 
+def _batch_sizes(by_n) -> list[str]:
+    """The batch sizes of a ranking in numeric order (results.json sorts keys as strings)."""
+    return sorted(by_n, key=int)
+
+
 def _summary(choosing) -> list[str]:
     """How often each estimator ranks first, per use, KL meant and batch size: the short
     answer, read off the tables below (ties count for every estimator in them)."""
-    value, gradient = choosing.get("value") or {}, choosing.get("gradient_mse") or {}
+    value = choosing.get("value") or {}
+    value_cells = [c for regimes in value.values() for c in regimes.values()]
     columns = []
-    for label, source in (("value", [c for regimes in value.values() for c in regimes.values()]),
-                          ("loss gradient (softmax)", list(gradient.values()))):
+    for target in ("kl_qp", "kl_pq"):
+        for n in ("1", "64", "4096"):
+            cells = [c["rankings"][target][n] for c in value_cells if n in c["rankings"].get(target, {})]
+            if cells:
+                columns.append((f"value (logging), {_TARGET_LABEL[target]}, n = {n}", _first_places(cells), len(cells)))
+    for use, key, mse_key in (("reward (REINFORCE)", "reward", "reward_mse"), ("loss", "gradient", "gradient_mse")):
+        gradient_cells = [c for regimes in (choosing.get(key) or {}).values() for c in regimes.values()]
         for target in ("kl_qp", "kl_pq"):
+            cells = [c["rankings"][target] for c in gradient_cells if target in c["rankings"]]
+            if cells:
+                columns.append((f"{use}: expected gradient, {_TARGET_LABEL[target]}", _first_places(cells),
+                                len(cells)))
             for n in ("1", "64", "4096"):
-                cells = [c["rankings"][target][n] for c in source if n in c["rankings"].get(target, {})]
+                cells = [c["rankings"][target][n] for c in (choosing.get(mse_key) or {}).values()
+                         if n in c["rankings"].get(target, {})]
                 if cells:
-                    columns.append((f"{label}, {_TARGET_LABEL[target]}, n = {n}", _first_places(cells), len(cells)))
+                    columns.append((f"{use}: gradient MSE (softmax), {_TARGET_LABEL[target]}, n = {n}",
+                                    _first_places(cells), len(cells)))
     if not columns:
         return []
-    names = sorted({name for entries in value.values() for c in entries.values()
-                    for name in (e["estimator"] for e in c["rankings"]["kl_qp"]["1"])} |
-                   {name for _, counts, _ in columns for name in counts})
+    names = sorted({name for _, counts, _ in columns for name in counts} |
+                   {e["estimator"] for c in value_cells for e in c["rankings"]["kl_qp"]["1"]})
     lines = ["## In short", "",
              "How many of the ranked lists below put each estimator first (ties count for every estimator "
              "in them), per use, the KL you mean and the batch size n. Then read the tables for your family "
@@ -603,24 +723,64 @@ def _ranked(entries, text) -> str:
     return " · ".join(f"{e['rank']}. {e['estimator']} ({text(e)})" for e in entries)
 
 
+def _mse_table(cells) -> list[str]:
+    """A softmax gradient-MSE ranking, one row per regime and batch size (numeric order)."""
+    lines = ["| regime | n | MSE against ∇KL(q‖p) | MSE against ∇KL(p‖q) |", "|---|---|---|---|"]
+    for regime, cell in cells.items():
+        for index, n in enumerate(_batch_sizes(cell["rankings"]["kl_qp"])):
+            head = f"{regime}: KL(q‖p) = {_number(cell['kl_qp'], 3)}" if index == 0 else ""
+            lines.append(f"| {head} | {n} | {_ranked(cell['rankings']['kl_qp'][n], _mse_text)} | "
+                         f"{_ranked(cell['rankings']['kl_pq'][n], _mse_text)} |")
+    return lines + [""]
+
+
+def _gradient_section(rankings, what) -> list[str]:
+    """The expected-gradient rankings of one mode, per family and regime."""
+    if not rankings:
+        return ["(the gradient layer was not run)", ""]
+    lines = []
+    for family, regimes in rankings.items():
+        lines += [f"### {family} policy, {what}", "",
+                  "| regime | KL(q‖p) | you mean KL(q‖p) | you mean KL(p‖q) |", "|---|---|---|---|"]
+        for regime, cell in regimes.items():
+            cells = [_ranked(cell["rankings"][target], lambda e, t=target: _gradient_text(e, t))
+                     for target in ("kl_qp", "kl_pq")]
+            lines.append(f"| {regime} | {_number(cell['kl_qp'], 3)} | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    return lines
+
+
+_GRADIENT_CLASSES = ("`gradient_of` is the KL whose gradient it equals within the computed error bounds "
+                     "(`multiple_of_…`: the right direction, another step size; `biased`: neither; `zero`: "
+                     "trains nothing); cos is the cosine with the wanted gradient and ×… the norm ratio "
+                     "|E g| / |∇KL| (shown when it is not the wanted gradient). Ranked for the KL you mean: an "
+                     "exact match first, then a multiple, then biased ones by cosine with the wanted gradient, "
+                     "then zero; equal ranks are ties.")
+
+
 def _choosing(results) -> str:
     choosing = results.get("choosing") or {}
     lines = ["# Which estimator should I use?", "",
-             "Rankings from exact computations (no sampling), for the two ways a KL estimate is used. "
+             "Rankings from exact computations (no sampling), for the three ways a KL term is used: its value "
+             "logged, its value as a penalty in the reward, and the term as a loss. "
              f"Conventions: {results['conventions']}. {_reference_line()}", "",
              "Pick the section for your use, the KL you mean (both are shown: the two differ, and the "
-             "literature mixes them up), your family of distributions and how far the policies are apart.", "",
-             "- [Value use: logging the KL, a KL penalty in the reward](#value-use)",
-             "- [Gradient use: the KL term as a loss](#gradient-use)",
+             "literature mixes them up), your family of distributions and how far the policies are apart. "
+             "A good value estimate is not a good reward: a reward acts through its gradient.", "",
+             "- [Value use: logging the KL](#value-use-logging-the-kl)",
+             "- [Reward use: a KL penalty in the reward (REINFORCE)](#reward-use-a-kl-penalty-in-the-reward-reinforce)",
+             "- [Loss use: the KL term as a loss](#loss-use-the-kl-term-as-a-loss)",
              "- [Every estimator on one plot, per family](#comparison-figures)", ""]
     lines += _summary(choosing)
-    lines += ["## Value use", "",
+    lines += ["## Value use: logging the KL", "",
              "The average of n per-token values estimates the KL with mean squared error "
              "MSE_n = bias² + Var/n, computed from the exact mean and variance of f(r) under q "
              "(reports/&lt;estimator&gt;.md list them). Each MSE has an error bound from the moments' bounds. "
              "**Ranks**: an estimator's rank is 1 + the number of estimators whose MSE is smaller beyond both "
              "error bounds, so equal ranks are ties; a value smaller than its bound prints as 0 (± bound); "
-             "∞ = infinite variance (a single token can dominate any batch).", ""]
+             "∞ = infinite variance (a single token can dominate any batch). This ranks the value only: "
+             "for a KL penalty in the reward, see [reward use](#reward-use-a-kl-penalty-in-the-reward-reinforce).",
+             ""]
     value = choosing.get("value") or {}
     if not value:
         lines += ["(the exact-moments layer was not run)", ""]
@@ -628,7 +788,7 @@ def _choosing(results) -> str:
         lines += [f"### {family}", "", "| regime | pair (p; q) | n | MSE against KL(q‖p) | MSE against KL(p‖q) |",
                   "|---|---|---|---|---|"]
         for regime, cell in regimes.items():
-            for index, n in enumerate(cell["rankings"]["kl_qp"]):
+            for index, n in enumerate(_batch_sizes(cell["rankings"]["kl_qp"])):
                 head = (f"{_REGIME_LABEL.get(regime, regime)}: KL(q‖p) = {_number(cell['kl_qp'], 3)}, "
                         f"KL(p‖q) = {_number(cell['kl_pq'], 3)}", f"`{cell['p']}`; `{cell['q']}`") if index == 0 \
                     else ("", "")
@@ -637,41 +797,38 @@ def _choosing(results) -> str:
                              f"{_ranked(cell['rankings']['kl_pq'][n], _mse_text)} |")
         lines += [""] + [f"![every estimator on {family}](figures/{path})" for path in _comparison_files(results, family)]
         lines.append("")
-    lines += ["## Gradient use", "",
+    lines += ["## Reward use: a KL penalty in the reward (REINFORCE)", "",
+              "The value f(r) of each sampled token, detached, is subtracted from the reward (mode `reward`, "
+              "no baseline): the policy gradient it adds is E_q[f(r) ∇log q_θ], not the gradient of the KL "
+              "the value estimates. Only an f with f(r) + log r constant gives ∇KL(q‖p) (claim "
+              "`reward_grad_kl_qp`: k1 = −log r); an unbiased value estimate such as k3 follows another "
+              "direction, and more weakly. **Ranked by the expected gradient**, the rows "
+              "`verify gradients NAME --mode reward` prints (exact sums for a softmax, quadrature for a normal "
+              "policy): " + _GRADIENT_CLASSES + " Then, for the softmax pairs, **the exact MSE of the "
+              "batch-mean REINFORCE gradient** (bias² + variance/n), where the variance enters.", ""]
+    lines += _gradient_section(choosing.get("reward") or {}, "expected REINFORCE gradient")
+    reward_mse = choosing.get("reward_mse") or {}
+    if reward_mse:
+        lines += ["### softmax policy: exact MSE of the batch-mean REINFORCE gradient", "",
+                  "The mean over n sampled tokens of f(r) ∇log q estimates the gradient of the KL you mean with "
+                  "MSE_n = ‖E g − ∇KL‖² + tr Cov(g)/n: exact sums over the softmax pairs above (mpmath at 30 and "
+                  "50 digits, their difference is the bound). Ranks and ties as for value use.", ""]
+        lines += _mse_table(reward_mse)
+    lines += ["## Loss use: the KL term as a loss", "",
               "Used as a loss (mode `loss`: x ~ q_theta, autograd through log q_theta), what matters is which "
-              "gradient the term follows in expectation. From the gradient layer (exact sums for a softmax, "
-              "quadrature for a normal policy): `gradient_of` is the KL whose gradient it equals within the "
-              "computed error bounds (`multiple_of_…`: the right direction, another step size; `biased`: "
-              "neither; `zero`: trains nothing). Ranked for the KL you mean: an exact match first, then a "
-              "multiple, then biased ones by cosine with the wanted gradient, then zero; equal ranks are ties. "
-              "Other modes (reward, off-policy, importance-weighted, straight-through) are on each estimator's "
+              "gradient the term follows in expectation: the rows `verify gradients NAME --mode loss` prints "
+              "(exact sums for a softmax, quadrature for a normal policy). " + _GRADIENT_CLASSES +
+              " Other modes (off-policy, importance-weighted, straight-through) are on each estimator's "
               "page; see the [gradient modes](" + CLAIMS_DOC + "#gradient-modes).", ""]
-    gradient = choosing.get("gradient") or {}
-    if not gradient:
-        lines += ["(the gradient layer was not run)", ""]
-    for family, regimes in gradient.items():
-        lines += [f"### {family} policy", "",
-                  "| regime | KL(q‖p) | you mean KL(q‖p) | you mean KL(p‖q) |", "|---|---|---|---|"]
-        for regime, cell in regimes.items():
-            cells = []
-            for target in ("kl_qp", "kl_pq"):
-                cells.append(_ranked(cell["rankings"][target], lambda e, t=target: _gradient_text(e, t)))
-            lines.append(f"| {regime} | {_number(cell['kl_qp'], 3)} | {cells[0]} | {cells[1]} |")
-        lines.append("")
+    lines += _gradient_section(choosing.get("gradient") or {}, "loss gradient")
     gradient_mse = choosing.get("gradient_mse") or {}
     if gradient_mse:
         lines += ["### softmax policy: exact MSE of the batch-mean loss gradient", "",
                   "The mean over n sampled tokens of the per-token loss gradient -r f'(r) ∇log q estimates the "
                   "gradient of the KL you mean with MSE_n = ‖E g − ∇KL‖² + tr Cov(g)/n: exact sums over the "
                   "softmax pairs above (mpmath at 30 and 50 digits, their difference is the bound). Ranks and "
-                  "ties as for value use.", "",
-                  "| regime | n | MSE against ∇KL(q‖p) | MSE against ∇KL(p‖q) |", "|---|---|---|---|"]
-        for regime, cell in gradient_mse.items():
-            for index, n in enumerate(cell["rankings"]["kl_qp"]):
-                head = f"{regime}: KL(q‖p) = {_number(cell['kl_qp'], 3)}" if index == 0 else ""
-                lines.append(f"| {head} | {n} | {_ranked(cell['rankings']['kl_qp'][n], _mse_text)} | "
-                             f"{_ranked(cell['rankings']['kl_pq'][n], _mse_text)} |")
-        lines.append("")
+                  "ties as for value use.", ""]
+        lines += _mse_table(gradient_mse)
     lines += ["## Comparison figures", "",
               "Every estimator on the same axes, per family of the exact sweep: |relative bias| against "
               "KL(q‖p) and against KL(p‖q), and std/KL(q‖p), against the true KL. Points whose bias is within "
@@ -683,8 +840,10 @@ def _choosing(results) -> str:
 
 
 def _gradient_text(entry, target) -> str:
-    """What the loss gradient is, and (when it is not the wanted one) its cosine with it."""
+    """What the expected gradient is, and (when it is not the wanted one) its cosine with it
+    and its norm relative to it."""
     kind = entry["gradient_of"]
     if kind not in (target, "zero") and isinstance(entry.get("cosine"), float):
-        return f"{kind}, cos {entry['cosine']:.4f}"
+        ratio = entry.get("norm_ratio")
+        return f"{kind}, cos {entry['cosine']:.4f}" + (f", ×{ratio:.3g}" if isinstance(ratio, float) else "")
     return kind

@@ -96,24 +96,35 @@ def _gradient_cell(row):
 
 
 def _gradient_table(results):
-    lines = ["Expected gradient of the term as the trainer uses it (exact sums for a V = 6 softmax, quadrature "
-             "for a normal; `verify gradients NAME`), classified within computed error bounds as grad KL(q‖p) "
-             "(`kl_qp`), grad KL(p‖q) (`kl_pq`), `zero`, a multiple, or `biased`; cos = cosine with "
-             "grad KL(q‖p). `loss_offpolicy`: samples from the old policy q_old (KL(q_old‖q) ≈ 5e-3), "
-             "as over several epochs.", "",
-             "| entry | mode | softmax near | softmax far | normal near | normal far |", "|---|---|---|---|---|---|"]
+    """One row per entry and use the library makes of it: the rows ``verify gradients NAME``
+    prints (results.json keeps exactly those for a catalog entry; rows without ``as_used``,
+    generic modes of the bare f(r), are not this table's subject and are left out)."""
+    lines = ["Expected gradient of the term **as the library uses it** (its uses: loss, off-policy loss, reward; "
+             "with the library's weights, detaches and straight-through tricks), the rows "
+             "`verify gradients NAME` prints: exact sums for a V = 6 softmax, quadrature for a normal, "
+             "classified within computed error bounds as grad KL(q‖p) (`kl_qp`), grad KL(p‖q) (`kl_pq`), "
+             "`zero`, a multiple, or `biased`; cos = cosine with grad KL(q‖p). `loss_offpolicy`: samples from "
+             "the old policy q_old (KL(q_old‖q) ≈ 5e-3), as over several epochs. A `*` marks a use whose "
+             "gradient differs from the generic mode of that name for the bare f(r) (the generic modes are on "
+             "the built-in estimators' pages, e.g. [k3](k3.md)).", "",
+             "| entry | library's use | softmax near | softmax far | normal near | normal far |",
+             "|---|---|---|---|---|---|"]
     for name, entry in _entries(results):
-        rows = results["estimators"].get(name, {}).get("gradients") or []
+        rows = [row for row in results["estimators"].get(name, {}).get("gradients") or [] if row.get("as_used")]
         modes = []
         for row in rows:
             if row["mode"] not in modes:
                 modes.append(row["mode"])
+        if not modes:
+            lines.append(f"| `{name}` | n/a | - | - | - | - |")
         for mode in modes:
             cells = []
             for family, regime in REGIMES:
                 match = [r for r in rows if (r["mode"], r["family"], r["regime"]) == (mode, family, regime)]
                 cells.append(_gradient_cell(match[0] if match else None))
-            lines.append(f"| `{name}` | {mode} | " + " | ".join(cells) + " |")
+            generic = all(r.get("generic", True) for r in rows if r["mode"] == mode)
+            mark = "" if generic else "\\*"
+            lines.append(f"| `{name}` | {mode}{mark} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -210,7 +221,7 @@ def libraries_figure(results) -> bytes:
     libraries = sorted({entry["library"] for _, entry in entries})
     columns = 5
     rows = math.ceil(len(libraries) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), sharey=True, squeeze=False)
     for index, library in enumerate(libraries):
         ax = axes[index // columns][index % columns]
         style = 0
@@ -225,11 +236,13 @@ def libraries_figure(results) -> bytes:
                         color=f"C{style % 10}", label=f"{name} ({mode})")
             style += 1
         ax.axhline(1.0, color="grey", linewidth=0.5)
+        ax.axhline(0.0, color="grey", linewidth=0.5, linestyle=":")
+        ax.set_ylim(-1.05, 1.05)  # a cosine: the whole range, so no curve leaves the plot
         ax.set_title(library, fontsize=9)
         ax.set_xlabel("KL(q||p)", fontsize=7)
         ax.tick_params(labelsize=7)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=5.5, loc="lower left")
+        if ax.get_legend_handles_labels()[0]:  # below the axes: it covers no curve
+            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0.0, -0.22), frameon=False)
     for index in range(len(libraries), rows * columns):
         axes[index // columns][index % columns].axis("off")
     axes[0][0].set_ylabel("cos(E[grad], grad KL(q||p))", fontsize=7)

@@ -162,6 +162,46 @@ def _from_file_target(target: str) -> Estimator:
     return _from_module_file(where, name)
 
 
+MAX_SPEC_LENGTH = 200_000
+_SPEC_FILE_TOKEN = re.compile(r"@([^\s,()\[\]'\"]+)")
+
+
+def spec_syntax(spec: str):
+    """(syntax tree, {token: file}) of a distribution spec, or the one-line UsageError of
+    ``verify.exact.parse_family`` for text that is no spec at all; here, without numpy,
+    scipy or sympy, so that a bad spec is refused at once (parse_family calls this)."""
+    def fail(message):
+        raise UsageError(f"bad distribution spec: {message}")
+
+    if not isinstance(spec, str) or not spec.strip():
+        fail("empty")
+    if len(spec) > MAX_SPEC_LENGTH:
+        fail(f"longer than {MAX_SPEC_LENGTH} characters")
+    if any(ch in spec for ch in "\x00\n\r;'\""):
+        fail("only one line, without quotes or semicolons, is allowed")
+    files = {}
+
+    def token(match):
+        key = f"__file_{len(files)}__"
+        files[key] = match.group(1)
+        return repr(key)
+
+    text = _SPEC_FILE_TOKEN.sub(token, spec.strip())
+    try:
+        return ast.parse(text, mode="eval"), files
+    except SyntaxError as error:
+        fail(f"syntax error at column {error.offset}: {error.msg}")
+    except (ValueError, RecursionError, MemoryError):
+        fail("cannot be parsed")
+
+
+def names_user_code(target: str) -> bool:
+    """Whether TARGET names a file or module to import (``FILE.py:NAME``,
+    ``module:NAME``): the user's code, which runs in an isolated worker.  Registered
+    names and expressions contain no ':'."""
+    return isinstance(target, str) and ":" in target
+
+
 def resolve(target: str) -> Estimator:
     """The Estimator a TARGET names; UsageError (exit 2) if it names none."""
     if not isinstance(target, str) or not target.strip():
@@ -187,3 +227,43 @@ def resolve(target: str) -> Estimator:
 
     parse_expression(target)  # bad input fails here, with its one-line reason
     return Estimator(name=target, expr=target)
+
+
+_TARGET = re.compile(r"^(?P<where>.+):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def resolve_term(target: str):
+    """The callable FILE.py:FUNC or module:FUNC names (a torch Estimator is adapted):
+    the user's torch term, for ``verify.api.term_gradients`` (call it in an isolated
+    worker: it imports the user's code)."""
+    from estimators import Estimator
+    from verify.autograd import term_from_estimator
+
+    match = _TARGET.match(target.strip()) if isinstance(target, str) else None
+    if match is None:
+        raise UsageError(f"bad target {target!r}: with --framework torch, expected FILE.py:FUNC or module:FUNC")
+    where, name = match.group("where"), match.group("name")
+    try:
+        if where.endswith(".py") or "/" in where or "\\" in where:
+            path = Path(where)
+            if not path.is_file():
+                raise UsageError(f"no such file: {where}")
+            spec = importlib.util.spec_from_file_location(f"_kl_verify_term_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        elif _MODULE.match(where):
+            if "" not in sys.path:
+                sys.path.insert(0, "")
+            module = importlib.import_module(where)
+        else:
+            raise UsageError(f"bad target {target!r}: expected FILE.py:FUNC or module:FUNC")
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a broken user file is bad input
+        raise UsageError(f"cannot import {where}: {type(error).__name__}: {error}") from None
+    value = getattr(module, name, None)
+    if isinstance(value, Estimator):
+        return term_from_estimator(value)
+    if not callable(value):
+        raise UsageError(f"{where} has no function named {name!r}")
+    return value

@@ -23,6 +23,13 @@ def add_parser(subparsers):
     parser.add_argument("--layers", default=",".join(LAYERS),
                         help=f"comma-separated subset of {','.join(LAYERS)} (default: all)")
     parser.add_argument("--strict", action="store_true", help="also fail (exit 3) on any undecided claim")
+    parser.add_argument("--only", metavar="NAME[,NAME]",
+                        help="only these estimators (registered names, or FILE.py:NAME / module:NAME of your own): "
+                             "every layer, their verdicts, the gate, and their own pages (the aggregate pages and "
+                             "results.json are left alone)")
+    parser.add_argument("--fresh", action="store_true", help="ignore the cache: compute every cell")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="cache of cell results (default: .kl_verify_cache/ in the current folder)")
     parser.set_defaults(run=run)
 
 
@@ -31,6 +38,20 @@ def load_registry():
     from verify.targets import load_registry as load
 
     return load()
+
+
+def _user_estimator(target, registry):
+    """An estimator of the user's file (FILE.py:NAME, module:NAME) for --only: its import
+    is tried in an isolated worker first (an exit there cannot end this process); its
+    implementation then runs isolated in the floating-point cells (verify.api.check)."""
+    from verify.api import load_estimator
+    from verify.targets import names_user_code, resolve
+
+    if not names_user_code(target):
+        raise UsageError(f"--only: unknown estimator {target!r}; registered: {', '.join(sorted(registry))} "
+                         "(or FILE.py:NAME)")
+    load_estimator(target)
+    return resolve(target)
 
 
 def _gate(results, strict):
@@ -101,24 +122,42 @@ def run(args) -> int:
     from verify.commands.progress import Progress
     from verify.report import render
 
+    from verify.cache import DEFAULT_DIRECTORY, Cache
+
     registry = load_registry()
+    only = None
+    if args.only is not None:
+        chosen = {}
+        for target in (name.strip() for name in args.only.split(",") if name.strip()):
+            estimator = registry.get(target) or _user_estimator(target, registry)
+            chosen[estimator.name] = estimator
+        if not chosen:
+            raise UsageError("--only: no estimator given")
+        registry, only = chosen, list(chosen)
+    cache = Cache(args.cache or DEFAULT_DIRECTORY, read=not args.fresh)  # --fresh: computed anew, then stored
+    stats: dict = {}
     with Progress("all") as progress:
         def step(task, total):
             progress.total = total
             progress.step(" ".join(part for part in task if part))
 
         results = collect(registry, profile=args.profile, timeout=args.timeout, jobs=args.jobs,
-                          progress=step, layers=layers)
-    files = render(results)
+                          progress=step, layers=layers, cache=cache, stats=stats, reproductions=only is None)
+    files = render(results, memo=cache)
+    if only is not None:  # the named estimators' own pages and figures
+        files = {path: content for path, content in files.items()
+                 if any(path == f"{name}.md" or path.startswith(f"figures/{name}_") for name in only)}
     code, lines = _gate(results, args.strict)
     print(_matrix(results))
     for line in lines:
         print(line)
+    print(f"cells: {stats.get('computed', 0)} computed, {stats.get('reused', 0)} reused from the cache"
+          + (" (--fresh)" if args.fresh else ""))
     if args.check:
         stale = sorted(path for path, content in files.items()
                        if not (out / path).is_file() or (out / path).read_bytes() != content)
         extra = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
-                       and str(p.relative_to(out)) not in files) if out.is_dir() else []
+                       and str(p.relative_to(out)) not in files) if out.is_dir() and only is None else []
         if stale or extra:
             print(f"reports in {out}/ are stale: {', '.join(stale + extra)[:2000]}")
             print("regenerate them with: python -m verify all")

@@ -1,6 +1,7 @@
 """`verify check TARGET`: decide claims for one estimator and gate on them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from verify.api import parse_claims  # noqa: F401 - kept importable from here
@@ -21,26 +22,46 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "check", help="decide claims for one estimator (a CI gate)",
         description="TARGET: a registered name, an expression in r, FILE.py:NAME or module:NAME. "
+                    "Without --claims every claim is decided and the estimator's declared claims are gated "
+                    "(--all-claims: every claim). A user's file runs in an isolated worker. "
                     "Claim names and verdicts: docs/claims.md (`kl-verify claims NAME`).")
     parser.add_argument("target")
-    parser.add_argument("--claims", help="comma-separated claims to gate on (default: every claim, "
+    parser.add_argument("--claims", help="comma-separated claims to decide and gate on (default: every claim, "
                         "gating on the estimator's declared ones)")
+    parser.add_argument("--all-claims", action="store_true", help="gate on every claim decided, not only the "
+                        "declared ones")
     parser.add_argument("--json", action="store_true", help="print one JSON object (schema: verify/schemas/check.json)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="time budget of the symbolic layer, seconds (default: the layer's own, "
-                             "see verify.symbolic.decide)")
+                        help="time limit, seconds: CPU per symbolic claim (default: the layer's own, see "
+                             "verify.symbolic.decide), and wall clock for the user's own code in all (its import "
+                             "and implementation; default 600)")
     parser.add_argument("--profile", default="ci", choices=PROFILES, help="floating-point search profile")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    import dataclasses
+    import sys
+
     from verify.api import check
     from verify.commands.progress import Progress
+    from verify.commands.text import output_note
 
+    if args.all_claims and args.claims is not None:
+        from verify import UsageError
+
+        raise UsageError("give --claims or --all-claims, not both")
     claims = parse_claims(args.claims) if args.claims is not None else None  # bad claims: fail fast
     with Progress(f"check {args.target[:40]}", total=len(claims) if claims else None) as progress:
         result = check(args.target, claims, timeout=args.timeout, profile=args.profile,
                        progress=lambda claim, verdict: progress.step(f"{claim} {verdict.verdict}"))
+    if args.all_claims:
+        result = dataclasses.replace(result, gated=tuple(result.verdicts))
+    note = output_note(result.output)
+    if note:
+        print(note, file=sys.stderr)
+    if result.failure is not None:
+        print(f"kl-verify: {result.estimator}: the user's code ended abnormally: {result.failure}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str))
     else:
@@ -62,15 +83,20 @@ def _shared_counterexamples(verdicts) -> dict:
 
 
 def property_sheet(name, expression, verdicts, gated) -> str:
-    lines = [f"{name}: f(r) = {expression}", "(* = declared or gated claim; meanings: kl-verify claims NAME)", ""]
-    width = max(len(c) for c in verdicts) + 2
+    from verify.commands.text import verdict_lines
+
+    shown_expression = expression or "(unknown: the user's code ended before it was read)"
+    lines = [f"{name}: f(r) = {shown_expression}",
+             "(* = declared or gated claim; meanings: kl-verify claims NAME)", ""]
+    width = max((len(c) for c in verdicts), default=0) + 2
     shared = _shared_counterexamples(verdicts)
     shown = {claim: key for key, claims in shared.items() for claim in claims}
+    reasons: set = set()
     for claim, verdict in verdicts.items():
         mark = "*" if claim in gated else " "
-        lines.append(f"{mark} {claim:<{width}}{verdict.verdict:<10} {verdict.method}")
-        if verdict.counterexample is not None and claim not in shown:
-            lines.append(f"  {'':<{width}}counterexample: {json.dumps(verdict.counterexample, default=str)}")
+        if claim in shown:
+            verdict = dataclasses.replace(verdict, counterexample=None)  # shown once, below
+        lines += verdict_lines(claim, verdict, mark, width, reasons)
     for key, claims in shared.items():
         example = verdicts[claims[0]].counterexample
         lines += ["", f"f is not defined as written at r = {example.get('r')!r}: {example.get('subexpression')} "

@@ -16,10 +16,7 @@ trustworthy error bound (the message is on stderr and the estimator is left out)
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-import re
 import sys
 import zipfile
 from pathlib import Path
@@ -27,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from verify import UsageError
-from verify.claims import EXIT_OK, EXIT_REFUTED, EXIT_UNDECIDED, GRADIENT
-from verify.targets import load_registry, resolve
+from verify.claims import EXIT_OK, EXIT_REFUTED, EXIT_UNDECIDED
+from verify.targets import load_registry
 
 DEFAULT_TIMEOUT = 5.0
 # verify.gradients.MODE_NAMES, spelled here (a test keeps them equal) so that --help and a
@@ -48,8 +45,10 @@ def add_parser(subparsers):
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-cross-check", action="store_true",
                         help="do not compare with the symbolic gradient verdicts")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help=f"time limit per symbolic claim of the cross-check, seconds (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help=f"time limit, seconds: CPU per symbolic claim of the cross-check (default "
+                             f"{DEFAULT_TIMEOUT:g}), and wall clock for the user's own code in all (its import, "
+                             "its torch term; default 600)")
     parser.add_argument("--framework", default="numpy", choices=("numpy", "torch"),
                         help="torch: TARGET is FILE.py:FUNC, a per-token term FUNC(logp, ref_logp, old_logp) "
                              "differentiated through its own autograd")
@@ -72,32 +71,22 @@ def _mode_names(values):
     return names
 
 
-def _symbolic_verdicts(estimator, timeout):
-    """The symbolic layer's gradient verdicts as plain data, or None if it is not built."""
-    if importlib.util.find_spec("verify.symbolic") is None:
-        return None
-    if estimator.expr is None:  # not a function of r: no symbolic claims
-        return {}
-    from verify import symbolic
-    from verify.expression import as_expression
-
-    verdicts = symbolic.decide(as_expression(estimator.expr), list(GRADIENT), timeout=timeout)
-    return {claim: verdict.verdict for claim, verdict in verdicts.items()}
-
-
 def run(args) -> int:
     if args.framework == "torch":
         return run_torch(args)
     for option in ("usage", "p", "q", "old", "logits"):
         if getattr(args, option) is not None:
             raise UsageError(f"--{option} needs --framework torch (a term FUNC(logp, ref_logp, old_logp))")
-    if not 0 < args.timeout <= 3600:
+    if args.timeout is not None and not 0 < args.timeout <= 3600:
         raise UsageError("--timeout must be in (0, 3600] seconds")
     modes = _mode_names(args.mode)  # catalog entries: their library's modes (loss, loss_offpolicy, reward)
     for name in modes or ():
         if name not in MODE_NAMES:
             raise UsageError(f"unknown mode {name!r}; known: {', '.join(MODE_NAMES)}")
-    target = None if args.target is None else resolve(args.target)  # bad input fails before the imports below
+    from verify.api import gradients as api_gradients, load_estimator
+
+    # bad input fails before the imports below; a user's file is imported in an isolated worker
+    target = None if args.target is None else load_estimator(args.target, args.timeout)
     from verify import gradients
     from verify.expression import as_expression
 
@@ -116,20 +105,17 @@ def run(args) -> int:
             if not wanted:
                 continue
         try:
-            results = gradients.gradient_details(estimator, wanted)
+            result = api_gradients(estimator, wanted, cross_check=not args.no_cross_check,
+                                   timeout=args.timeout or DEFAULT_TIMEOUT)
         except gradients.GradientUndecided as error:
             print(f"kl-verify: {estimator.name}: undecided: {error}", file=sys.stderr)
             if code == EXIT_OK:
                 code = EXIT_UNDECIDED
             continue
-        if not args.no_cross_check:
-            symbolic = _symbolic_verdicts(estimator, args.timeout)
-            if symbolic is None:
-                print("kl-verify: note: verify.symbolic is not available; cross-check skipped", file=sys.stderr)
-            else:
-                for problem in gradients.symbolic_disagreements(symbolic, results):
-                    print(f"kl-verify: {estimator.name}: layers disagree: {problem}", file=sys.stderr)
-                    code = EXIT_REFUTED
+        results = result.rows
+        for problem in result.disagreements:
+            print(f"kl-verify: {estimator.name}: layers disagree: {problem}", file=sys.stderr)
+            code = EXIT_REFUTED
         objects.append({"estimator": estimator.name, "results": [r.as_row() for r in results]})
         expression = "not a function of r" if estimator.expr is None else str(as_expression(estimator.expr))
         texts.append(table_text(estimator.name, expression, results))
@@ -174,45 +160,6 @@ def table_text(name, expression, results) -> str:
 
 # ------------------------------------------------------------ --framework torch
 
-_TARGET = re.compile(r"^(?P<where>.+):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-def load_term(target: str):
-    """The callable FILE.py:FUNC or module:FUNC names (a torch Estimator is adapted)."""
-    from estimators import Estimator
-    from verify.autograd import term_from_estimator
-
-    match = _TARGET.match(target.strip()) if isinstance(target, str) else None
-    if match is None:
-        raise UsageError(f"bad target {target!r}: with --framework torch, expected FILE.py:FUNC or module:FUNC")
-    where, name = match.group("where"), match.group("name")
-    try:
-        if where.endswith(".py") or "/" in where or "\\" in where:
-            path = Path(where)
-            if not path.is_file():
-                raise UsageError(f"no such file: {where}")
-            spec = importlib.util.spec_from_file_location(f"_kl_verify_term_{path.stem}", path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        elif _MODULE.match(where):
-            if "" not in sys.path:
-                sys.path.insert(0, "")
-            module = importlib.import_module(where)
-        else:
-            raise UsageError(f"bad target {target!r}: expected FILE.py:FUNC or module:FUNC")
-    except UsageError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a broken user file is bad input
-        raise UsageError(f"cannot import {where}: {type(error).__name__}: {error}") from None
-    value = getattr(module, name, None)
-    if isinstance(value, Estimator):
-        return term_from_estimator(value)
-    if not callable(value):
-        raise UsageError(f"{where} has no function named {name!r}")
-    return value
-
-
 def _categorical_logits(spec, option):
     from verify.exact import parse_family
 
@@ -247,7 +194,7 @@ def load_logits_file(path_text: str) -> dict:
 
 
 def run_torch(args) -> int:
-    from verify import autograd
+    from verify.api import term_gradients
     from verify.frameworks import require_torch
     from verify.gradients import GradientUndecided
 
@@ -269,13 +216,17 @@ def run_torch(args) -> int:
                  "old": _categorical_logits(args.old, "old") if args.old is not None else None}
     elif args.old is not None:
         raise UsageError("--old needs --p and --q")
-    func = load_term(args.target)
     name = args.target.rpartition(":")[2]
     try:
-        report = autograd.gradient_of_term(func, usage=args.usage or "loss", name=name, **given)
+        report = term_gradients(args.target, usage=args.usage or "loss", timeout=args.timeout, **given)
     except GradientUndecided as error:
         print(f"kl-verify: {name}: undecided: {error}", file=sys.stderr)
         return EXIT_UNDECIDED
+    from verify.commands.text import output_note
+
+    note = output_note(report.output)
+    if note:
+        print(note, file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

@@ -50,7 +50,7 @@ def _split_targets(text):
 
 def _estimators(args):
     from verify import UsageError
-    from verify.targets import load_registry, resolve
+    from verify.targets import load_registry
 
     if args.all:
         if args.estimator:
@@ -58,7 +58,7 @@ def _estimators(args):
         return [e for e in load_registry().values() if e.expr is not None]  # functions of r
     if not args.estimator:
         raise UsageError("moments needs an ESTIMATOR (or several separated by commas, or --all)")
-    from verify.api import function_of_r
+    from verify.api import function_of_r, load_estimator as resolve  # a user's file: imported in a worker
 
     try:
         return [function_of_r(resolve(args.estimator))]
@@ -94,7 +94,10 @@ def _with_bound(data, key):
 
 
 def run(args) -> int:
-    estimators = _estimators(args)  # a bad name fails before the exact layer's imports (about 1 s)
+    from verify.targets import spec_syntax
+
+    spec_syntax(args.p), spec_syntax(args.q)  # text that is no spec fails before the exact layer's imports
+    estimators = _estimators(args)  # so does a bad name (the imports take about 1 s)
     from verify.exact import ExactError, moments, parse_family
     from verify.expression import as_expression
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -205,6 +206,18 @@ def _exact_json(exact):
     return mpmath.nstr(exact, 17)
 
 
+class ReturnedDtype(Exception):
+    """The implementation returned another dtype (or a list) than it was given."""
+
+    def __init__(self, logp, logq, expected, returned):
+        super().__init__(logp, logq, expected, returned)
+        self.logp, self.logq, self.expected, self.returned = logp, logq, expected, returned
+
+    def __str__(self):
+        return (f"returned {self.returned} for {self.expected} inputs: an implementation returns the dtype it is "
+                "given (docs/claims.md, fp_returns_input_dtype); an upcast hides that dtype's own rounding")
+
+
 @dataclass
 class _ClaimTally:
     checked: int = 0
@@ -277,6 +290,8 @@ class _DtypeRun:
     grid_failures: dict = field(default_factory=dict)
     grid_undefined: int = 0
     grid_parts: dict = field(default_factory=dict)
+    returns: object = None  # the dtype the implementation returns, when not its input's (a library's float32)
+    dtype_problem: object = None  # a ReturnedDtype: the dtype contract broken
 
     def evaluate(self, logp, logq) -> np.ndarray:
         np_dtype = numpy_dtype(self.info.name)
@@ -285,9 +300,16 @@ class _DtypeRun:
         return self.evaluate_exact(logp, logq)
 
     def evaluate_exact(self, logp, logq) -> np.ndarray:
-        """The implementation at inputs already in the dtype, as float64."""
+        """The implementation at inputs already in the dtype, as float64.  It must return an
+        array of its input dtype (or of the dtype its library computes in): an upcast
+        would hide the very rounding the claims are about."""
         with np.errstate(all="ignore"):
-            out = np.asarray(self.numeric(logp, logq))
+            raw = self.numeric(logp, logq)
+        expected = self.returns or logp.dtype
+        if not isinstance(raw, np.ndarray) or raw.dtype != expected:
+            returned = str(raw.dtype) if isinstance(raw, np.ndarray) else type(raw).__name__
+            raise ReturnedDtype(float(logp.flat[0]), float(logq.flat[0]), str(np.dtype(expected)), returned)
+        out = raw
         if out.shape != logp.shape:
             raise ValueError(f"returned shape {out.shape} for inputs of shape {logp.shape}")
         return out.astype(np.float64)
@@ -601,9 +623,26 @@ def _worst(run: _DtypeRun):
             "abs": _json_float(run.worst_abs), "abs_at": where(run.worst_abs_input)}
 
 
+def _dtype_verdict(run: _DtypeRun) -> Verdict:
+    """Every claim of a dtype whose implementation broke the dtype contract: refuted at a
+    pair where it does so when called alone (else undecided)."""
+    problem = run.dtype_problem
+    try:
+        run.evaluate(np.array([problem.logp]), np.array([problem.logq]))
+    except ReturnedDtype as again:
+        example = {"logp": again.logp, "logq": again.logq, "dtype": run.info.name, "returned": again.returned}
+        return Verdict(REFUTED, "dtype contract (fp_returns_input_dtype)", str(again), example)
+    except Exception as error:  # noqa: BLE001
+        return Verdict(UNDECIDED, "implementation failed", f"{type(error).__name__}: {error}"[:300])
+    return Verdict(UNDECIDED, "dtype contract broken in batches only",
+                   f"{problem}; but not when called alone at ({problem.logp}, {problem.logq})")
+
+
 def _verdict(run: _DtypeRun, claim: str, profile: str, values_per_dtype: int | None) -> Verdict:
     tally = run.tallies[claim]
     name = run.info.name
+    if run.dtype_problem is not None:
+        return _dtype_verdict(run)
     if run.error is not None:
         return Verdict(UNDECIDED, "implementation failed", run.error)
     worst = _worst(run)
@@ -658,10 +697,11 @@ def _verdict(run: _DtypeRun, claim: str, profile: str, values_per_dtype: int | N
                    f"the worst error); no failure{undefined}", worst=worst)
 
 
-def _run_dtype(numeric, reference, accurate_ulps, atol, name, profile, claims) -> tuple[_DtypeRun, int | None]:
+def _run_dtype(numeric, reference, accurate_ulps, atol, name, profile, claims,
+               returns=None) -> tuple[_DtypeRun, int | None]:
     info = DTYPE_INFO[name]
     sizes = _PROFILE_SIZES[profile]
-    run = _DtypeRun(info, numeric, reference, accurate_ulps, atol)
+    run = _DtypeRun(info, numeric, reference, accurate_ulps, atol, returns=returns)
     values_per_dtype = None
     try:
         if name in SIXTEEN_BIT:
@@ -674,6 +714,11 @@ def _run_dtype(numeric, reference, accurate_ulps, atol, name, profile, claims) -
             run.grid_failures = {claim: len(tally.failures) for claim, tally in run.tallies.items()}
             run.grid_undefined = run.undefined
             _hypothesis_search(run, profile)
+    except ReturnedDtype as error:
+        run.dtype_problem = error
+    except BrokenProcessPool:
+        run.error = ("a sweep worker running the implementation ended abruptly (exit(), os._exit(), a signal "
+                     "or out of memory)")
     except Exception as error:  # noqa: BLE001 - a broken implementation is a finding, reported as data
         run.error = f"{type(error).__name__}: {error}"[:300]
     return run, values_per_dtype
@@ -709,10 +754,12 @@ def _runs(estimator, claims, profile):
     reference = Reference(estimator.expr)
     accurate_ulps, atol = _tolerances(estimator)
     numeric = _implementation(estimator)
+    usage = getattr(estimator, "usage", None)
+    returns = numpy_dtype(usage.computes_in) if usage is not None and usage.computes_in in DTYPES else None
     runs = {}
     for name in DTYPES:
         if name in by_dtype:
-            runs[name] = _run_dtype(numeric, reference, accurate_ulps, atol, name, profile, by_dtype[name])
+            runs[name] = _run_dtype(numeric, reference, accurate_ulps, atol, name, profile, by_dtype[name], returns)
     return runs
 
 

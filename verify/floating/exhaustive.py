@@ -12,6 +12,7 @@ Nothing here prints; the caller turns the counts into verdicts.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,7 @@ class ExhaustiveTally:
     # the first MAX_UNKNOWN pairs (in row order) the enclosure did not settle, as
     # (logp, logq, value, claims), waiting for the exact judge (empty once judged)
     unknown: list = field(default_factory=list)
+    implementation_cpu: float = 0.0  # CPU seconds inside the implementation (every worker's): for the benchmark
 
 
 def all_values(np_dtype, domain) -> np.ndarray:
@@ -282,11 +284,14 @@ def _sweep_blocks(sweep, workers):
             yield _sweep_rows(sweep, start, stop)
         return
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     _ACTIVE = sweep
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(blocks))) as pool:
-            yield from pool.imap(_sweep_block, blocks)
+        # an executor, not a Pool: a worker that dies (os._exit in the implementation) breaks
+        # it with BrokenProcessPool, where a Pool would wait for the lost block forever
+        with ProcessPoolExecutor(min(workers, len(blocks)), mp_context=multiprocessing.get_context("fork")) as pool:
+            yield from pool.map(_sweep_block, blocks)
     finally:
         _ACTIVE = None
 
@@ -307,6 +312,7 @@ def _merge(tally, part):
         tally.worst_abs = part.worst_abs
     for claim, count in part.unsettled.items():
         tally.unsettled[claim] = tally.unsettled.get(claim, 0) + count
+    tally.implementation_cpu += part.implementation_cpu
     room = max(0, MAX_UNKNOWN - len(tally.unknown))
     tally.unknown += part.unknown[:room]
     for *_, which in part.unknown[room:]:
@@ -327,7 +333,9 @@ def _sweep_rows(sweep, first_row, end_row) -> ExhaustiveTally:
         logq64 = np.repeat(sweep.values[start:stop], n)
         logq = np.repeat(sweep.values_dtype[start:stop], n)
         with np.errstate(all="ignore"):
+            clock = time.process_time()
             value = sweep.implementation(logp, logq)
+            part.implementation_cpu += time.process_time() - clock
         part.pairs += size
         if "fp_nonnegative" in claims and not value.min() >= 0:  # the minimum is NaN if any value is
             _keep_examples(part, "fp_nonnegative", ~(value >= 0), -value, logp64, logq64)

@@ -65,10 +65,6 @@ class UserCodeFailed(Exception):
 _pipe: int | None = None  # in a worker: the write end of the pipe to the parent
 
 
-def in_worker() -> bool:
-    return _pipe is not None
-
-
 def send(message) -> None:
     """In a worker: hand ``message`` to the parent's ``on_message`` now (progress and
     partial results survive a later crash).  Outside a worker: nothing."""
@@ -82,18 +78,12 @@ def _write_frame(fd: int, payload: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def _check_seconds(seconds) -> float:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 86400:
-        raise UsageError("--timeout must be in (0, 86400] seconds")
-    return float(seconds)
-
-
 def run_isolated(function: Callable, args: tuple = (), *, seconds: float = DEFAULT_SECONDS,
                  on_message: Callable[[Any], None] | None = None,
                  memory_bytes: int | None | str = "default") -> Outcome:
     """``function(*args)`` in a forked worker under a wall-clock limit of ``seconds``.
-    A ``UsageError`` raised there is raised here (bad input stays exit 2)."""
-    seconds = _check_seconds(seconds)
+    A ``UsageError`` raised there is raised here (bad input stays exit 2).  ``seconds``
+    is checked by the caller (``verify.api``: the one rule for --timeout)."""
     if memory_bytes == "default":
         memory_bytes = default_memory_bytes()
     if _pipe is not None:  # already in a worker: the limits hold here too

@@ -758,6 +758,16 @@ _GRADIENT_CLASSES = ("`gradient_of` is the KL whose gradient it equals within th
                      "then zero; equal ranks are ties.")
 
 
+def _gradient_mse_section(table, gradient, estimate) -> list[str]:
+    """The exact MSE of a batch-mean gradient on the softmax pairs (reward or loss use)."""
+    if not table:
+        return []
+    return [f"### softmax policy: exact MSE of the batch-mean {gradient}", "",
+            f"The mean over n sampled tokens of {estimate} estimates the gradient of the KL you mean with "
+            "MSE_n = ‖E g − ∇KL‖² + tr Cov(g)/n: exact sums over the softmax pairs above (mpmath at 30 and "
+            "50 digits, their difference is the bound). Ranks and ties as for value use.", ""] + _mse_table(table)
+
+
 def _choosing(results) -> str:
     choosing = results.get("choosing") or {}
     lines = ["# Which estimator should I use?", "",
@@ -807,13 +817,7 @@ def _choosing(results) -> str:
               "policy): " + _GRADIENT_CLASSES + " Then, for the softmax pairs, **the exact MSE of the "
               "batch-mean REINFORCE gradient** (bias² + variance/n), where the variance enters.", ""]
     lines += _gradient_section(choosing.get("reward") or {}, "expected REINFORCE gradient")
-    reward_mse = choosing.get("reward_mse") or {}
-    if reward_mse:
-        lines += ["### softmax policy: exact MSE of the batch-mean REINFORCE gradient", "",
-                  "The mean over n sampled tokens of f(r) ∇log q estimates the gradient of the KL you mean with "
-                  "MSE_n = ‖E g − ∇KL‖² + tr Cov(g)/n: exact sums over the softmax pairs above (mpmath at 30 and "
-                  "50 digits, their difference is the bound). Ranks and ties as for value use.", ""]
-        lines += _mse_table(reward_mse)
+    lines += _gradient_mse_section(choosing.get("reward_mse"), "REINFORCE gradient", "f(r) ∇log q")
     lines += ["## Loss use: the KL term as a loss", "",
               "Used as a loss (mode `loss`: x ~ q_theta, autograd through log q_theta), what matters is which "
               "gradient the term follows in expectation: the rows `verify gradients NAME --mode loss` prints "
@@ -821,14 +825,8 @@ def _choosing(results) -> str:
               " Other modes (off-policy, importance-weighted, straight-through) are on each estimator's "
               "page; see the [gradient modes](" + CLAIMS_DOC + "#gradient-modes).", ""]
     lines += _gradient_section(choosing.get("gradient") or {}, "loss gradient")
-    gradient_mse = choosing.get("gradient_mse") or {}
-    if gradient_mse:
-        lines += ["### softmax policy: exact MSE of the batch-mean loss gradient", "",
-                  "The mean over n sampled tokens of the per-token loss gradient -r f'(r) ∇log q estimates the "
-                  "gradient of the KL you mean with MSE_n = ‖E g − ∇KL‖² + tr Cov(g)/n: exact sums over the "
-                  "softmax pairs above (mpmath at 30 and 50 digits, their difference is the bound). Ranks and "
-                  "ties as for value use.", ""]
-        lines += _mse_table(gradient_mse)
+    lines += _gradient_mse_section(choosing.get("gradient_mse"), "loss gradient",
+                                   "the per-token loss gradient -r f'(r) ∇log q")
     lines += ["## Comparison figures", "",
               "Every estimator on the same axes, per family of the exact sweep: |relative bias| against "
               "KL(q‖p) and against KL(p‖q), and std/KL(q‖p), against the true KL. Points whose bias is within "

@@ -10,7 +10,8 @@ Each exhaustive line: all four claims over every (logp, logq) pair of the dtype 
 (it is called on every pair), the CPU that of every process.  The CPU is then split
 into the implementation's own evaluation (timed around each of its calls, in every
 worker) and the harness's share (everything else: enumeration, enclosures, decisions,
-mpmath, process start-up).  ``--repeat N`` runs each line N times.
+mpmath, process start-up).  ``--repeat N`` runs each line N times; ``--no-kernel``
+measures the NumPy sweep without the compiled kernel (numba).
 """
 import resource
 import sys
@@ -30,7 +31,10 @@ def _cpu():
 
 
 def bench_exhaustive(targets, repeat=1):
-    print(f"exhaustive sweep: {floating._sweep_workers()} process(es)", flush=True)
+    from verify.floating import exhaustive
+
+    kernel = "compiled kernel" if exhaustive._numba() is not None else "NumPy only"  # loaded outside the timing
+    print(f"exhaustive sweep: {kernel}, {floating._sweep_workers()} process(es)", flush=True)
     for target in targets:
         estimator = resolve(target)
         for dtype in floating.SIXTEEN_BIT:
@@ -63,6 +67,11 @@ if __name__ == "__main__":
         bench_search(arguments[1:] or sorted(n for n, e in registry().items() if e.numeric is not None))
     else:
         repeat = 1
+        if "--no-kernel" in arguments:
+            from verify.floating import exhaustive
+
+            exhaustive._NUMBA = False
+            arguments.remove("--no-kernel")
         if "--repeat" in arguments:
             at = arguments.index("--repeat")
             repeat = int(arguments[at + 1])

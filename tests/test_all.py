@@ -73,15 +73,25 @@ def test_true_declared_claims_pass_the_gate(extra_estimator, monkeypatch, tmp_pa
 
 
 def test_reports_are_deterministic(tmp_path, monkeypatch, capsys):
+    """Two fresh runs write the same bytes: every kind of page (index, choosing, libraries,
+    an estimator's, a catalog entry's, figures), on a registry of two built-in estimators
+    and two catalog entries.  (The committed reports, all of them, are checked against a
+    recomputation in test_recomputed_cells_equal_the_committed_ones.)"""
+    import verify.commands.all as command
+
+    full = estimators.registry()
+    chosen = {name: full[name] for name in ("k1", "k3", "nemo_rl_k3", "verl_low_var_kl")}
+    monkeypatch.setattr(command, "load_registry", lambda: chosen)
     first, second = tmp_path / "a", tmp_path / "b"
     for out in (first, second):
         assert main(["all", "--out", str(out), "--layers", "symbolic,gradients", "--jobs", "2", "--fresh"]) == 0
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files and files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert {"README.md", "choosing.md", "libraries.md", "k3.md", "nemo_rl_k3.md"} <= {str(f) for f in files}
     for path in files:
         assert (first / path).read_bytes() == (second / path).read_bytes(), path
     results = json.loads((first / "results.json").read_text())
-    assert results["schema_version"] == SCHEMA_VERSION and set(results["estimators"]) == set(estimators.registry())
+    assert results["schema_version"] == SCHEMA_VERSION and set(results["estimators"]) == set(chosen)
     assert main(["all", "--out", str(first), "--layers", "symbolic,gradients", "--check"]) == 0
     (first / "k3.md").write_text("stale")
     assert main(["all", "--out", str(first), "--layers", "symbolic,gradients", "--check"]) == 1
@@ -130,9 +140,9 @@ RECOMPUTED_SWEEPS = (("k1", "floating@float16"), ("k3", "floating@bfloat16"))
 
 
 def test_recomputed_cells_equal_the_committed_ones():
-    """Every symbolic, moments and gradients cell, the reproductions and two exhaustive
-    16-bit sweeps, recomputed now (no cache), give the committed results byte for byte."""
-    from verify.collect import _layer_task, collect, normalise
+    """Every symbolic, moments and gradients cell and the reproductions, recomputed now (no
+    cache), give the committed results byte for byte, and so do the pages that aggregate them."""
+    from verify.collect import collect
 
     committed, registry = _committed(), estimators.registry()
     fresh = collect(registry, profile=committed["profile"], layers=("symbolic", "moments", "gradients"), jobs=2)
@@ -145,11 +155,20 @@ def test_recomputed_cells_equal_the_committed_ones():
     for key in ("reproductions", "choosing", "libraries", "sequences", "disagreements"):
         if key in committed:
             assert json.dumps(fresh.get(key), sort_keys=True) == json.dumps(committed[key], sort_keys=True), key
-    for name, cell in RECOMPUTED_SWEEPS:
-        verdicts = normalise(_layer_task(cell, registry[name], committed["profile"], 10.0))
-        dtype = cell.partition("@")[2]
-        old = {c: v for c, v in committed["estimators"][name]["claims"].items() if c.endswith("@" + dtype)}
-        assert json.dumps(verdicts, sort_keys=True) == json.dumps(old, sort_keys=True), (name, cell)
+
+
+@pytest.mark.whole_domain
+@pytest.mark.parametrize("name, cell", RECOMPUTED_SWEEPS)
+def test_recomputed_sweeps_equal_the_committed_ones(name, cell):
+    """Two exhaustive 16-bit sweeps over the whole domain, recomputed now, give the
+    committed verdicts, counts, counterexamples and worst errors byte for byte."""
+    from verify.collect import _layer_task, normalise
+
+    committed = _committed()
+    verdicts = normalise(_layer_task(cell, estimators.registry()[name], committed["profile"], 10.0))
+    dtype = cell.partition("@")[2]
+    old = {c: v for c, v in committed["estimators"][name]["claims"].items() if c.endswith("@" + dtype)}
+    assert json.dumps(verdicts, sort_keys=True) == json.dumps(old, sort_keys=True), (name, cell)
 
 
 def test_entry_point_estimators_are_registered(tmp_path, monkeypatch):

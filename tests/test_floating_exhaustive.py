@@ -1,7 +1,9 @@
 """The 16-bit verdicts against an independent exhaustive enumeration.
 
 Library-style implementations (examples/libraries.py) are run over every pair of
-their dtype in [-60, 0] by this file's own code: its own list of values (bit patterns),
+their dtype in a part of [-60, 0] (``CASES``: the gate, ``verify all``, sweeps the whole
+domain for every catalog entry; here a part keeps the suite fast and still holds every
+kind of failure) by this file's own code: its own list of values (bit patterns),
 its own counting, and exact decisions that share nothing with the layer (no interval
 arithmetic, no mpmath reference of the layer):
 
@@ -32,12 +34,12 @@ NUMPY = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat1
 ROWS = 64
 
 
-def every_value(dtype):
-    """Every finite value of the dtype in [-60, 0], -0.0 included (bit patterns)."""
+def every_value(dtype, domain):
+    """Every finite value of the dtype in ``domain``, -0.0 included (bit patterns)."""
     bits = np.arange(1 << 16, dtype=np.uint16).view(NUMPY[dtype])
     with np.errstate(invalid="ignore"):  # NaN bit patterns
         wide = bits.astype(np.float64)
-    keep = np.isfinite(wide) & (wide >= -60.0) & (wide <= 0.0)
+    keep = np.isfinite(wide) & (wide >= domain[0]) & (wide <= domain[1])
     return bits[keep]
 
 
@@ -47,10 +49,10 @@ def k3_overflow_log_ratio():
         return mpmath.findroot(lambda t: mpmath.expm1(t) - t - 65504, 11.09)
 
 
-def enumerate_independently(numeric, dtype, in_range, accuracy=None):
+def enumerate_independently(numeric, dtype, domain, in_range, accuracy=None):
     """{claim: failing pairs} over every pair; ``in_range(t)``: f within the finite
     range at t (float64, exact for float16); ``accuracy(logp, logq, value)``: failing mask."""
-    values = every_value(dtype)
+    values = every_value(dtype, domain)
     wide = values.astype(np.float64)
     counts = {"fp_nonnegative": 0, "fp_finite": 0, "fp_accurate": 0}
     for start in range(0, len(values), ROWS):
@@ -82,22 +84,29 @@ def k2_float16_inaccurate(logp, logq, value):
     return ~finite | ~accurate
 
 
+# (target, dtype, domain, in_range, accuracy).  The domains hold verl's negative values
+# near t = 0 and its clamp at |t| = 20, k3's overflow beyond t = 11.09, and for k2 (no
+# failure in the whole domain either) 105 million squares checked in integers.
 CASES = {
-    "verl_low_var_kl@bfloat16": ("examples/libraries.py:verl_low_var_kl", "bfloat16",
+    "verl_low_var_kl@bfloat16": ("examples/libraries.py:verl_low_var_kl", "bfloat16", (-24.0, -2.0 ** -12),
                                  lambda t: np.ones(t.shape, dtype=bool), None),
-    "k3_input_dtype@float16": ("examples/libraries.py:k3_input_dtype", "float16",
+    "k3_input_dtype@float16": ("examples/libraries.py:k3_input_dtype", "float16", (-16.0, -0.25),
                                lambda t: t <= float(k3_overflow_log_ratio()), None),
-    "k2_input_dtype@float16": ("examples/libraries.py:k2_input_dtype", "float16",
+    "k2_input_dtype@float16": ("examples/libraries.py:k2_input_dtype", "float16", (-16.0, -2.0 ** -6),
                                lambda t: np.ones(t.shape, dtype=bool), k2_float16_inaccurate),
 }
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request):
-    target, dtype, in_range, accuracy = CASES[request.param]
+    from verify import floating
+
+    target, dtype, domain, in_range, accuracy = CASES[request.param]
     estimator = resolve(target)
-    verdicts = check_claims(estimator, [f"{c}@{dtype}" for c in FLOATING], profile="ci")
-    counts, pairs = enumerate_independently(estimator.numeric, dtype, in_range, accuracy)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(floating, "SWEEP_DOMAIN", domain)
+        verdicts = check_claims(estimator, [f"{c}@{dtype}" for c in FLOATING], profile="ci")
+    counts, pairs = enumerate_independently(estimator.numeric, dtype, domain, in_range, accuracy)
     return estimator, dtype, verdicts, counts, pairs, accuracy
 
 
@@ -218,3 +227,80 @@ def test_the_tally_does_not_depend_on_chunks_or_workers(target, monkeypatch):
     monkeypatch.setattr(exhaustive, "CHUNK_PAIRS", 1 << 16)  # many rows per chunk
     assert sweep(1) == one_row
     assert sweep(2) == one_row
+
+
+KERNEL_CASES = [
+    # the Taylor ball and the cancellation band, in both dtypes
+    ("k3", "bfloat16", (-1.0, -0.5)),
+    ("examples/libraries.py:verl_low_var_kl", "bfloat16", (-2.0, -0.25)),
+    ("examples/naive.py:k4_blog", "bfloat16", (-2.0, -0.25)),
+    ("examples/naive.py:k3_exp", "float16", (-0.53125, -0.5)),
+    ("examples/libraries.py:verl_low_var_kl", "float16", (-0.75, -0.5)),
+    # float16's overflow: k3 beyond 65504 for t > 11.09 (inf or max there), and the
+    # implementation's inf where f is in range
+    ("k3", "float16", (-12.0, -0.75)),
+    ("examples/libraries.py:k3_input_dtype", "float16", (-12.0, -0.75)),
+    # fp_nonnegative fails on every pair with log p > log q (counted in the kernel)
+    ("k1", "bfloat16", (-2.0, -0.25)),
+    ("k1", "float16", (-0.75, -0.5)),
+]
+
+
+@pytest.mark.parametrize("target, dtype, domain", KERNEL_CASES)
+def test_the_compiled_kernel_gives_the_vectorised_tally(target, dtype, domain, monkeypatch):
+    """The compiled kernel (numba) passes pairs, counts fp_accurate failures and picks the
+    worst errors exactly as the NumPy sweep does: the same failure counts, kept examples,
+    worst errors, pairs left to mpmath and pairs queued for it."""
+    from verify import floating
+    from verify.floating import exhaustive
+
+    assert exhaustive._numba() is not None, "numba (a dependency) compiles the kernel"
+    estimator = resolve(target)
+    run = floating._DtypeRun(floating.DTYPE_INFO[dtype], floating._implementation(estimator),
+                             floating.Reference(estimator.expr), floating.ACCURATE_ULPS)
+    enclosures = run._enclosures()
+
+    def sweep():
+        tally = exhaustive.enumerate_pairs(
+            run.info, NUMPY[dtype], domain, run.evaluate_exact, list(FLOATING),
+            enclosure=enclosures.function, taylor=enclosures.taylor, derivative=enclosures.derivative,
+            accurate_ulps=run.accurate_ulps, atol=0.0, match_ulps=floating.MATCH_ULPS, judge=run.judge)
+        return (tally.pairs, tally.failures, tally.examples, tally.worst_ulps, tally.worst_abs,
+                tally.settled_by_mpmath, tally.unsettled, tally.undefined)
+
+    compiled = sweep()
+    assert exhaustive._Sweep(run.info, NUMPY[dtype], domain, run.evaluate_exact, list(FLOATING),
+                             enclosures.function, enclosures.taylor, enclosures.derivative, run.accurate_ulps, 0.0,
+                             floating.MATCH_ULPS).kernel is not None
+    monkeypatch.setattr(exhaustive, "_NUMBA", False)  # the NumPy sweep
+    assert exhaustive._Sweep(run.info, NUMPY[dtype], domain, run.evaluate_exact, list(FLOATING),
+                             enclosures.function, enclosures.taylor, enclosures.derivative, run.accurate_ulps, 0.0,
+                             floating.MATCH_ULPS).kernel is None
+    assert sweep() == compiled
+
+
+def test_the_kernel_tape_is_the_interval_evaluation():
+    """``IntervalFunction.tape`` run by the kernel's interpreter gives the enclosures of
+    ``IntervalFunction`` itself, bit for bit, on points and intervals (every instruction)."""
+    import sympy as sp
+
+    from verify.floating import exhaustive
+    from verify.floating.interval import IntervalFunction
+
+    assert exhaustive._kernel() is not None, "numba (a dependency) compiles the kernel"
+    t = sp.Symbol("t", real=True)
+    expressions = [sp.exp(t) - 1 - t, -t, t ** 2 / 2, sp.log(1 + sp.exp(t)), sp.sqrt(sp.Abs(t) + 1),
+                   sp.Min(sp.Max(sp.exp(sp.Min(sp.Max(t, -20), 20)) - 1 - sp.Min(sp.Max(t, -20), 20), -10), 10),
+                   (sp.exp(t) + 2) ** sp.Rational(3, 2), 1 / (t ** 2 + 1) - sp.log(2) * t ** 3, sp.sign(t) * t,
+                   sp.Heaviside(t) * t, sp.exp(t) ** sp.pi]
+    points = np.concatenate([np.linspace(-60, 60, 241), [0.0, -0.0, 1e-300, -2.0 ** -24, 2.0 ** -10]])
+    for expression in expressions:
+        function = IntervalFunction(expression, t)
+        codes, constants = function.tape()
+        for t_lo, t_hi in [(points, points), (points - np.abs(points) * 2.0 ** -40, points + 2.0 ** -30)]:
+            lo, hi = function(t_lo, t_hi)
+            registers = np.empty(len(codes)), np.empty(len(codes))
+            for i in range(len(points)):
+                got = exhaustive._enclose_tape(float(t_lo[i]), float(t_hi[i]), codes, constants, *registers)
+                assert np.array_equal(np.array(got), np.array([lo[i], hi[i]]), equal_nan=True), (
+                    expression, t_lo[i], t_hi[i], got, lo[i], hi[i])

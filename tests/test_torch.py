@@ -208,11 +208,20 @@ def test_naive(kl_fp_claims):
 '''
 
 
+# the user's session sweeps tests/conftest.py's part of the domain (the plugin runs the same code)
+PART_OF_THE_DOMAIN = '''
+import verify.floating
+
+verify.floating.SWEEP_DOMAIN = (-16.0, -2.0 ** -6)
+'''
+
+
 def test_pytest_plugin_with_torch(pytester, monkeypatch):
     # the subprocess imports this checkout's verify (not another installed copy)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     pytester.makepyfile(test_user=PLUGIN_TESTS)
+    pytester.makeconftest(PART_OF_THE_DOMAIN)
     installed = any(e.name == "kl_verify" for e in entry_points(group="pytest11"))
     load = [] if installed else ["-p", "verify.pytest_plugin"]
     result = pytester.runpytest_subprocess(*load, "--kl-verify-profile", "dev", "-q")
@@ -226,6 +235,8 @@ import sys
 from estimators import registry
 from verify import cli, collect, floating, gradients, report
 from verify.commands import all as all_command
+
+floating.SWEEP_DOMAIN = (-16.0, -2.0 ** -6)  # tests/conftest.py's part of the domain: the same code runs
 
 cli.build_parser()
 estimator = registry()["k3"]

@@ -51,7 +51,7 @@ LAYER_CODE = {
     "reproductions": ("verify.exact",),
     "gradients": ("verify.gradients", "verify.choosing", "verify.libraries"),
 }
-VERSIONED = ("numpy", "scipy", "sympy", "mpmath", "python-flint", "hypothesis", "ml_dtypes", "torch")
+VERSIONED = ("numpy", "scipy", "sympy", "mpmath", "python-flint", "hypothesis", "ml_dtypes", "torch", "numba")
 
 
 # ------------------------------------------------------------------------ sources

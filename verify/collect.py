@@ -193,13 +193,15 @@ def _cells(estimator, layers):
 
 
 def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, layers=LAYERS, cache=None,
-            stats=None, reuse=True, reproductions=True) -> dict:
+            stats=None, reproductions=True) -> dict:
     """Every layer (of ``layers``) over every estimator, run ``jobs`` cells at a time.
+
     ``cache``: a ``verify.cache.Cache`` whose results are reused where the cell's
-    fingerprint and the dependency versions match (None: compute everything); computed
-    cells are stored in it (``reuse=False``: stored, never read).  ``reproductions``: the
-    exact layer's reproductions of published figures (with the moments layer).  ``stats``, a dict, receives the counts of cells computed and
-    reused."""
+    fingerprint and the dependency versions match (None: compute everything); each
+    computed cell is stored in it as it finishes (``Cache(read=False)``, as ``--fresh``
+    makes: stored, never read).  ``reproductions``: the exact layer's reproductions of
+    published figures (with the moments layer).  ``stats``, a dict, receives the counts
+    of cells computed and reused."""
     from verify import cache as cells
     from verify.expression import as_expression
     from verify.libraries import library_data
@@ -218,7 +220,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
             tasks.append(cell)
     by_print, missing = {}, []
     for cell in tasks:
-        hit, result = (cache.get(cells.cache_key(prints[cell], versions)) if cache is not None and reuse
+        hit, result = (cache.get(cells.cache_key(prints[cell], versions)) if cache is not None
                        else (False, None))
         if hit:
             by_print[prints[cell]] = result
@@ -228,11 +230,16 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
               else (_layer_task, (layer, registry[name], profile, timeout, 1 if jobs > 1 else None)))
              for layer, name in missing]  # cells already run side by side: one process per sweep
     budget = 1800.0  # per cell: the floating layer enumerates every 16-bit input pair (minutes on a busy machine)
-    computed = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(missing[i], len(missing))))
+
+    def store(index, result):
+        """Each cell goes into the cache as it finishes: an interrupted run keeps what it computed."""
+        if cache is not None and not isinstance(result, (TimedOut, Failed)):
+            cache.put(cells.cache_key(prints[missing[index]], versions), result)
+
+    computed = run_all(calls, budget, jobs=jobs, on_done=progress and (lambda i: progress(missing[i], len(missing))),
+                       on_result=store)
     for cell, result in zip(missing, computed):
         by_print[prints[cell]] = result
-        if cache is not None and not isinstance(result, (TimedOut, Failed)):
-            cache.put(cells.cache_key(prints[cell], versions), result)
     if stats is not None:
         stats.update(computed=len(missing), reused=len(tasks) - len(missing))
     results = [by_print[prints[cell]] for cell in wanted]

@@ -62,31 +62,43 @@ def _canonical(results) -> dict:
     return results
 
 
-def render(results, memo=None) -> dict[str, bytes]:
+def render(results, memo=None, only=None) -> dict[str, bytes]:
     """Every report file (path relative to the report folder -> bytes).  ``memo``: a
     ``verify.cache.Cache`` that keeps the figures (their plotting is most of the time a
     run takes when no cell changed), keyed by the data each figure shows and the
-    plotting code; the bytes are the same either way."""
+    plotting code; the bytes are the same either way.  ``only``: estimator names whose
+    own pages and figures are all that is made (``verify all --only``)."""
     results = _canonical(results)
+    if only is not None:
+        return {path: content for name in only
+                for path, content in _estimator_files(results, name, memo).items()}
     files = {"results.json": (json.dumps(results, indent=1, sort_keys=True) + "\n").encode()}
     files["README.md"] = _index(results).encode()
     files["choosing.md"] = _choosing(results).encode()
     files.update(_memoized(memo, "comparison", _shown(results)["estimators"], lambda: _comparison_figures(results)))
     files["reproductions.md"] = _reproductions(results.get("reproductions")).encode()
-    sharing: dict = {}  # catalog entries share value functions: one set of figures per expression
-    for name, record in results["estimators"].items():
-        sharing.setdefault(record["expression"] or name, []).append(name)
-    for name, record in results["estimators"].items():
-        names = sharing[record["expression"] or name]
-        files[f"{name}.md"] = _estimator_page(name, record, figures=names[0], shared=names).encode()
-        if names[0] == name:
-            files.update(_memoized(memo, "estimator", [name, _shown(results)["estimators"][name], names],
-                                   lambda: _figures(name, record, shared=names)))
+    for name in results["estimators"]:
+        files.update(_estimator_files(results, name, memo))
     if results.get("libraries"):  # issue 14: the catalog of RL libraries' KL terms
         from verify.report_libraries import FIGURE, libraries_figure, render_libraries
 
         files["libraries.md"] = render_libraries(results).encode()
         files.update(_memoized(memo, "libraries", _shown(results), lambda: {FIGURE: libraries_figure(results)}))
+    return files
+
+
+def _estimator_files(results, name, memo) -> dict[str, bytes]:
+    """One estimator's page, and its figures when it is the first of the entries that
+    share its expression (catalog entries share value functions: one set per expression)."""
+    sharing: dict = {}  # catalog entries share value functions: one set of figures per expression
+    for other, record in results["estimators"].items():
+        sharing.setdefault(record["expression"] or other, []).append(other)
+    record = results["estimators"][name]
+    names = sharing[record["expression"] or name]
+    files = {f"{name}.md": _estimator_page(name, record, figures=names[0], shared=names).encode()}
+    if names[0] == name:
+        files.update(_memoized(memo, "estimator", [name, _shown(results)["estimators"][name], names],
+                               lambda: _figures(name, record, shared=names)))
     return files
 
 
@@ -466,6 +478,18 @@ def _reproductions(data) -> str:
 # ------------------------------------------------------------------------------ plots
 
 
+def _layout(figure):
+    """Tight margins, with no minor ticks on log axes: those ticks (dozens per axes, each
+    laid out twice) were half of the time the report writer spent on figures."""
+    from matplotlib.ticker import NullLocator
+
+    for axes in figure.axes:
+        for axis, scale in ((axes.xaxis, axes.get_xscale()), (axes.yaxis, axes.get_yscale())):
+            if scale == "log":
+                axis.set_minor_locator(NullLocator())
+    figure.tight_layout()
+
+
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
@@ -548,7 +572,7 @@ def _figures(name, record, shared=()) -> dict[str, bytes]:
     if finite:
         low, high = min(finite), min(max(finite), 20.0)
         axes.set_ylim(low - 0.05 * (high - low + 1), high + 0.05 * (high - low + 1))
-    figure.tight_layout()
+    _layout(figure)
     files[f"figures/{name}_f.png"] = _png(figure)
     plt.close(figure)
     all_sweeps = sorted(record.get("moments", {}).items())
@@ -570,7 +594,7 @@ def _figures(name, record, shared=()) -> dict[str, bytes]:
         panels[0].set_ylabel("|relative bias|")
         _legend_outside(panels[1])
     figure.suptitle(f"{about}\npoints within their error bound (zero bias) not drawn", fontsize=9)
-    figure.tight_layout()
+    _layout(figure)
     files[f"figures/{name}_bias.png"] = _png(figure)
     plt.close(figure)
     figure, grid = plt.subplots(len(chunks), 1, figsize=(7, 3.8 * len(chunks)), squeeze=False)
@@ -586,7 +610,7 @@ def _figures(name, record, shared=()) -> dict[str, bytes]:
         axes.set_title("std / KL(q||p)" + ("; infinite variance not drawn" if omitted else ""), fontsize=9)
         figure.suptitle(about, fontsize=8)
         _legend_outside(axes)
-    figure.tight_layout()
+    _layout(figure)
     files[f"figures/{name}_std.png"] = _png(figure)
     plt.close(figure)
     return files
@@ -647,7 +671,7 @@ def _comparison_figures(results) -> dict[str, bytes]:
                 note += f"; infinite variance (not drawn) at some pairs: {', '.join(omitted)}"
             figure.suptitle(f"{family}: every estimator{note}", fontsize=9)
             _legend_outside(panels[2])
-            figure.tight_layout()
+            _layout(figure)
             files[f"figures/{_comparison_files(results, family)[group_index]}"] = _png(figure)
             plt.close(figure)
     return files

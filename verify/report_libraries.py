@@ -215,7 +215,7 @@ def libraries_figure(results) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from verify.report import _png
+    from verify.report import _layout, _png
 
     entries = _entries(results)
     libraries = sorted({entry["library"] for _, entry in entries})
@@ -246,7 +246,7 @@ def libraries_figure(results) -> bytes:
     for index in range(len(libraries), rows * columns):
         axes[index // columns][index % columns].axis("off")
     axes[0][0].set_ylabel("cos(E[grad], grad KL(q||p))", fontsize=7)
-    figure.tight_layout()
+    _layout(figure)
     data = _png(figure)
     plt.close(figure)
     return data

@@ -143,10 +143,7 @@ def run(args) -> int:
 
         results = collect(registry, profile=args.profile, timeout=args.timeout, jobs=args.jobs,
                           progress=step, layers=layers, cache=cache, stats=stats, reproductions=only is None)
-    files = render(results, memo=cache)
-    if only is not None:  # the named estimators' own pages and figures
-        files = {path: content for path, content in files.items()
-                 if any(path == f"{name}.md" or path.startswith(f"figures/{name}_") for name in only)}
+    files = render(results, memo=cache, only=only)  # with --only: the named estimators' own pages and figures
     code, lines = _gate(results, args.strict)
     print(_matrix(results))
     for line in lines:

@@ -56,6 +56,9 @@ __all__ = [
 ]
 
 DOMAIN = LOG_PROB_DOMAIN
+# The 16-bit sweeps' domain: DOMAIN in the harness.  (The test suite sweeps a part of it
+# where a test does not need the whole: tests/conftest.py; the gate sweeps the whole.)
+SWEEP_DOMAIN = DOMAIN
 SIXTEEN_BIT = ("float16", "bfloat16")  # decided by exhaustive enumeration, in every profile
 # A careful float64 evaluation of these estimators (a handful of correctly rounded
 # operations on non-cancelling terms) stays within about 2 ulps; float32 and the 16-bit
@@ -521,8 +524,8 @@ def _finite_score(score: float) -> float:
 
 
 def _all_values(info: DtypeInfo) -> np.ndarray:
-    """Every value of a 16-bit dtype in DOMAIN, -0.0 included, as float64."""
-    return all_values(numpy_dtype(info.name), DOMAIN)
+    """Every value of a 16-bit dtype in SWEEP_DOMAIN, -0.0 included, as float64."""
+    return all_values(numpy_dtype(info.name), SWEEP_DOMAIN)
 
 
 @contextmanager
@@ -555,7 +558,7 @@ def _exhaustive(run: _DtypeRun, claims, progress=None):
     def implementation(logp, logq):
         return run.evaluate_exact(logp, logq)
 
-    tally = enumerate_pairs(run.info, numpy_dtype(run.info.name), DOMAIN, implementation, claims,
+    tally = enumerate_pairs(run.info, numpy_dtype(run.info.name), SWEEP_DOMAIN, implementation, claims,
                             enclosure=enclosures.function, taylor=enclosures.taylor,
                             derivative=enclosures.derivative, accurate_ulps=run.accurate_ulps, atol=run.atol,
                             match_ulps=MATCH_ULPS, judge=run.judge, progress=progress,
@@ -649,7 +652,8 @@ def _verdict(run: _DtypeRun, claim: str, profile: str, values_per_dtype: int | N
     domain = f"[{DOMAIN[0]:g}, {DOMAIN[1]:g}]"
     if claim in run.exhaustive_claims:
         found = run.exhaustive
-        where = (f"all {found.pairs:,} (logp, logq) pairs of {name} in {domain} ({values_per_dtype:,} values each, "
+        where = (f"all {found.pairs:,} (logp, logq) pairs of {name} in [{SWEEP_DOMAIN[0]:g}, {SWEEP_DOMAIN[1]:g}] "
+                 f"({values_per_dtype:,} values each, "
                  f"-0.0 included); {found.settled_by_mpmath} pair(s) settled by mpmath where the float64 "
                  "enclosure straddled a tolerance")
         if found.undefined:

@@ -7,18 +7,28 @@ from the enclosure where it settles it (for almost every pair), and the few pair
 enclosure straddles a tolerance go to ``judge`` (mpmath at the exact inputs, the same
 code that checks the grid and hypothesis inputs and re-checks counterexamples).
 
+With numba (a dependency), one compiled pass per pair (``_classify``, below) computes
+the same enclosure with the same float64 operations, passes what the quick test passes,
+counts the fp_nonnegative failures and the pairs that only fail fp_accurate, and picks
+the worst errors; only the
+pairs it leaves (none for a careful implementation) take the NumPy path, which is the
+whole sweep without numba.  Verdicts, counts, examples, worst errors and the pairs left
+to mpmath are the same either way (tests/test_floating_exhaustive.py).
+
 Nothing here prints; the caller turns the counts into verdicts.
 """
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from estimators._numerics import spacing_at
-from verify.floating.interval import _down, _up
+from verify.floating.interval import LIBM_ULPS, OPCODES, ROUNDED_OP_ULPS, Unsupported, _down, _up
 
 __all__ = ["ExhaustiveTally", "all_values", "enumerate_pairs", "MAX_UNKNOWN", "CHUNK_PAIRS"]
 
@@ -85,11 +95,15 @@ def _keep_examples(tally, claim, bad, severity, logp, logq):
     if not count:
         return
     tally.failures[claim] = tally.failures.get(claim, 0) + count
-    if not len(index):
-        return
-    severity = np.asarray(severity[index] if full else severity(index), dtype=np.float64)
+    if len(index):
+        _keep_worst(kept, severity[index] if full else severity(index), logp[index], logq[index])
+
+
+def _keep_worst(kept, severity, at_p, at_q):
+    """Merge failing pairs (their severities, NaN as +inf, and inputs) into ``kept``, the
+    EXAMPLES_KEPT worst so far in ``_example_order``."""
+    severity = np.asarray(severity, dtype=np.float64)
     severity = np.where(np.isnan(severity), np.inf, severity)
-    at_p, at_q = logp[index], logq[index]
     if len(kept) >= EXAMPLES_KEPT:  # only what beats the last one kept
         last, last_p, last_q = kept[-1]
         better = (severity > last) | ((severity == last) & ((at_q > last_q) | ((at_q == last_q) & (at_p > last_p))))
@@ -262,6 +276,23 @@ class _Sweep:
         # a pair within this many ulps passes fp_accurate and fp_matches_expression
         ulps = [u for c, u in (("fp_accurate", accurate_ulps), ("fp_matches_expression", match_ulps)) if c in claims]
         self.easy_ulps = min(ulps) if ulps else math.inf
+        # the compiled kernel's program: f's enclosure as instructions, and the Taylor model
+        self.tape = self.taylor_parameters = None
+        if _numba() is not None:
+            try:
+                self.tape = enclosure.tape()
+            except (AttributeError, Unsupported):  # another enclosure: the vectorised sweep
+                self.tape = None
+        self.kernel = None
+        if self.tape is not None:
+            self.taylor_parameters = _taylor_parameters(taylor)
+            self.hard, self.severity = _buffers(self.rows * self.n)
+            self.negative = np.zeros(self.rows * self.n, dtype=np.int8)
+            unit = float(info.unit_roundoff)
+            self.inaccurate_parameters = (float(accurate_ulps), float(atol),
+                                          float(match_ulps) if "fp_matches_expression" in self.claims else -1.0,
+                                          unit, "fp_accurate" in self.claims)
+            self.kernel = _specialised(self.tape) or _kernel()  # compiled here, before any fork
 
     def blocks(self):
         bounds = np.linspace(0, self.n, min(BLOCKS, self.n) + 1).round().astype(int).tolist()
@@ -269,6 +300,20 @@ class _Sweep:
 
 
 _ACTIVE: _Sweep | None = None  # the sweep forked workers inherit
+
+
+def _buffers(size):
+    """The kernel's outputs per pair: its kind (0 passed, 1 hard, 2 fails fp_accurate only)
+    and that failure's severity."""
+    return np.zeros(size, dtype=np.int8), np.zeros(size)
+
+
+def _taylor_parameters(taylor):
+    """The Taylor model (or its absence) as the kernel's scalar arguments."""
+    if taylor is None:
+        return (False, 0.0, np.zeros(2), 0, 0, 0.0, 0.0, 0.0, 0.0)
+    return (True, taylor.radius * (1 - 2 ** -30), np.array(taylor.centers, dtype=np.float64), taylor.leading,
+            taylor.slope_power, float(taylor.bound), float(taylor.slope_scale), float(taylor.absolute), 0.0)
 
 
 def _sweep_block(bounds):
@@ -323,62 +368,120 @@ def _merge(tally, part):
 def _sweep_rows(sweep, first_row, end_row) -> ExhaustiveTally:
     """Every pair with log q = values[first_row:end_row], in chunks of whole rows."""
     part = ExhaustiveTally()
-    n, claims, info = sweep.n, sweep.claims, sweep.info
-    max_finite = info.max_finite
-    grow, margin = 1 + 2.0 ** -48, 2.0 ** -1000
+    n, claims = sweep.n, sweep.claims
+    kernel = sweep.kernel
     for start in range(first_row, end_row, sweep.rows):
         stop = min(end_row, start + sweep.rows)
         size = (stop - start) * n
         logp64, logp = sweep.tiled64[:size], sweep.tiled[:size]
-        logq64 = np.repeat(sweep.values[start:stop], n)
         logq = np.repeat(sweep.values_dtype[start:stop], n)
         with np.errstate(all="ignore"):
             clock = time.process_time()
             value = sweep.implementation(logp, logq)
             part.implementation_cpu += time.process_time() - clock
         part.pairs += size
-        if "fp_nonnegative" in claims and not value.min() >= 0:  # the minimum is NaN if any value is
-            _keep_examples(part, "fp_nonnegative", ~(value >= 0), -value, logp64, logq64)
-        with np.errstate(all="ignore"):
-            low, high = _enclose(logp64 - logq64, sweep.inexact, sweep.enclosure, sweep.taylor)
-            middle = 0.5 * low + 0.5 * high
-            radius = (high - middle) * grow + margin  # NaN where the enclosure failed
-            magnitude = np.abs(middle)
-            magnitude_low = np.maximum(magnitude - radius, 0.0)
-            in_range = magnitude + radius <= max_finite  # False where the enclosure is NaN
-            finite_value = np.isfinite(value)
-            distance = np.abs(value - middle)
-            error_high = distance * grow + radius
-            ulp_low = _ulp(magnitude_low, info)
-            good = in_range & finite_value
-            # most pairs are within the tighter tolerance's ulps part: they pass both
-            # accuracy claims and fp_finite, and only count for the worst error
-            hard = ~(good & (error_high <= sweep.easy_ulps * ulp_low))
-        any_hard = hard.any()
+        if kernel is None:
+            logq64 = np.repeat(sweep.values[start:stop], n)
+            _sweep_chunk(part, sweep, logp64, logq64, value)
+            continue
+        kinds, severity, negative = sweep.hard[:size], sweep.severity[:size], sweep.negative[:size]
+        kept = part.examples.get("fp_nonnegative", [])
+        full = len(kept) >= EXAMPLES_KEPT
+        count, best_abs, at_abs, best_ulps, at_ulps, inaccurate, negatives, candidates = kernel(
+            value, sweep.values, start, stop, sweep.inexact, *sweep.tape, *sweep.taylor_parameters,
+            sweep.easy_ulps, sweep.info.max_finite, float(sweep.info.smallest_normal),
+            2.0 ** (1 - sweep.info.precision), kinds, severity, *sweep.inaccurate_parameters,
+            negative, "fp_nonnegative" in claims, full, kept[-1][0] if full else 0.0)
+        if negatives:  # the vectorised sweep's _keep_examples, from the kernel's count and candidates
+            part.failures["fp_nonnegative"] = part.failures.get("fp_nonnegative", 0) + negatives
+            if candidates:
+                index = np.flatnonzero(negative)
+                _keep_worst(part.examples.setdefault("fp_nonnegative", []), -value[index], logp64[index],
+                            sweep.values[start + index // n])
+        if inaccurate:  # failing fp_accurate alone: counted, and the worst kept, as _settle does
+            index = np.flatnonzero(kinds == 2)
+            _keep_examples(part, "fp_accurate", np.ones(len(index), dtype=bool), severity[index], logp64[index],
+                           sweep.values[start + index // n])
+        any_hard = count > 0
         if any_hard:
-            index = np.flatnonzero(hard)
-            columns = {"logp": logp64[index], "logq": logq64[index], "value": value[index],
-                       "middle": middle[index], "radius": radius[index], "magnitude": magnitude[index],
-                       "magnitude_low": magnitude_low[index], "in_range": in_range[index],
-                       "finite": finite_value[index], "distance": distance[index],
-                       "error_high": error_high[index], "ulp_low": ulp_low[index], "good": good[index]}
-            _settle(part, sweep, columns)
-        with np.errstate(all="ignore"):
-            judged_distance = np.where(good, distance, -1.0)
-            worst = int(np.argmax(judged_distance))
-            if judged_distance[worst] > part.worst_abs[0]:
-                part.worst_abs = (float(judged_distance[worst]), float(logp64[worst]), float(logq64[worst]))
-            in_ulps = judged_distance / ulp_low  # ranks pairs; the caller recomputes the worst exactly
-            worst = int(np.argmax(in_ulps))
-            if in_ulps[worst] > part.worst_ulps[0]:
-                part.worst_ulps = (float(in_ulps[worst]), float(logp64[worst]), float(logq64[worst]))
+            # the pairs the kernel did not pass: the same columns as the vectorised sweep
+            index = np.flatnonzero(kinds == 1)
+            at_q = sweep.values[start + index // n]
+            columns = _columns(sweep, logp64[index], at_q, value[index])
+            if columns["hard"].any():
+                _settle(part, sweep, _subset(columns, np.flatnonzero(columns["hard"])))
+        # the worst errors exactly as the vectorised sweep picks them (first maximum in row order)
+        if best_abs > part.worst_abs[0]:
+            part.worst_abs = (float(best_abs), float(logp64[at_abs]), float(sweep.values[start + at_abs // n]))
+        if best_ulps > part.worst_ulps[0]:
+            part.worst_ulps = (float(best_ulps), float(logp64[at_ulps]), float(sweep.values[start + at_ulps // n]))
         if any_hard and not math.isinf(part.worst_ulps[0]):  # a non-finite value is a hard pair
-            nonfinite = in_range & ~finite_value
+            nonfinite = columns["in_range"] & ~columns["finite"]
             if nonfinite.any():
                 first = int(np.flatnonzero(nonfinite)[0])
-                part.worst_ulps = (math.inf, float(logp64[first]), float(logq64[first]))
-                part.worst_abs = (math.inf, float(logp64[first]), float(logq64[first]))
+                at = (float(columns["logp"][first]), float(columns["logq"][first]))
+                part.worst_ulps = (math.inf, *at)
+                part.worst_abs = (math.inf, *at)
     return part
+
+
+_COLUMNS = ("logp", "logq", "value", "middle", "radius", "magnitude", "magnitude_low", "in_range", "finite",
+            "distance", "error_high", "ulp_low", "good")
+
+
+def _subset(columns, index):
+    return {name: columns[name][index] for name in _COLUMNS}
+
+
+def _columns(sweep, logp64, logq64, value):
+    """Per pair: the enclosure of f and what the claims need of it, and ``hard``: the pairs
+    the quick test (within the tighter tolerance's ulps) does not pass."""
+    info = sweep.info
+    grow, margin = 1 + 2.0 ** -48, 2.0 ** -1000
+    with np.errstate(all="ignore"):
+        low, high = _enclose(logp64 - logq64, sweep.inexact, sweep.enclosure, sweep.taylor)
+        middle = 0.5 * low + 0.5 * high
+        radius = (high - middle) * grow + margin  # NaN where the enclosure failed
+        magnitude = np.abs(middle)
+        magnitude_low = np.maximum(magnitude - radius, 0.0)
+        in_range = magnitude + radius <= info.max_finite  # False where the enclosure is NaN
+        finite_value = np.isfinite(value)
+        distance = np.abs(value - middle)
+        error_high = distance * grow + radius
+        ulp_low = _ulp(magnitude_low, info)
+        good = in_range & finite_value
+        # most pairs are within the tighter tolerance's ulps part: they pass both
+        # accuracy claims and fp_finite, and only count for the worst error
+        hard = ~(good & (error_high <= sweep.easy_ulps * ulp_low))
+    return {"logp": logp64, "logq": logq64, "value": value, "middle": middle, "radius": radius,
+            "magnitude": magnitude, "magnitude_low": magnitude_low, "in_range": in_range, "finite": finite_value,
+            "distance": distance, "error_high": error_high, "ulp_low": ulp_low, "good": good, "hard": hard}
+
+
+def _sweep_chunk(part, sweep, logp64, logq64, value):
+    """One chunk, vectorised in NumPy (without the compiled kernel)."""
+    if "fp_nonnegative" in sweep.claims and not value.min() >= 0:  # the minimum is NaN if any value is
+        _keep_examples(part, "fp_nonnegative", ~(value >= 0), -value, logp64, logq64)
+    columns = _columns(sweep, logp64, logq64, value)
+    hard, good, distance, ulp_low = columns["hard"], columns["good"], columns["distance"], columns["ulp_low"]
+    any_hard = hard.any()
+    if any_hard:
+        _settle(part, sweep, _subset(columns, np.flatnonzero(hard)))
+    with np.errstate(all="ignore"):
+        judged_distance = np.where(good, distance, -1.0)
+        worst = int(np.argmax(judged_distance))
+        if judged_distance[worst] > part.worst_abs[0]:
+            part.worst_abs = (float(judged_distance[worst]), float(logp64[worst]), float(logq64[worst]))
+        in_ulps = judged_distance / ulp_low  # ranks pairs; the caller recomputes the worst exactly
+        worst = int(np.argmax(in_ulps))
+        if in_ulps[worst] > part.worst_ulps[0]:
+            part.worst_ulps = (float(in_ulps[worst]), float(logp64[worst]), float(logq64[worst]))
+    if any_hard and not math.isinf(part.worst_ulps[0]):  # a non-finite value is a hard pair
+        nonfinite = columns["in_range"] & ~columns["finite"]
+        if nonfinite.any():
+            first = int(np.flatnonzero(nonfinite)[0])
+            part.worst_ulps = (math.inf, float(logp64[first]), float(logq64[first]))
+            part.worst_abs = (math.inf, float(logp64[first]), float(logq64[first]))
 
 
 def _settle(part, sweep, columns):
@@ -445,3 +548,410 @@ def match_slack(logp, logq, derivative, unit, match_ulps):
             slope = np.where(np.isfinite(slope), slope, 0.0)
         magnitude = np.abs(logp) + np.abs(logq)
         return match_ulps * unit * (magnitude * (1.0 + slope) + 1.0)
+
+
+# ------------------------------------------------------------------ the compiled kernel
+#
+# Without a compiler, every pair costs ~45 NumPy passes of the harness (the enclosure,
+# then what the claims need of it), as much CPU as a careful implementation's own
+# evaluation; a chunk's temporaries do not fit a core's cache either.  ``_classify``
+# does in one pass per pair, in registers, the very float64 operations of ``_enclose``
+# (``IntervalFunction.tape``: the same widenings in the same order; the Taylor model's
+# Horner steps) and of ``_columns`` up to the quick test, and marks the pairs that test
+# does not pass.  Those (a few per cent, or none) get the NumPy columns and ``_settle``
+# as before.  Its libm is the C library's (as NumPy's float64 exp and log are without
+# AVX-512): the enclosures it passes pairs with are valid on the same assumption
+# (interval.LIBM_ULPS), and where NumPy's libm is the same, its decisions and the worst
+# errors it picks are those of the vectorised sweep bit for bit
+# (tests/test_floating_exhaustive.py compares them).  numba compiles it (cached on disk);
+# without numba the vectorised sweep runs.
+
+_NUMBA = None  # numba once the kernel's helpers are wrapped, False without it (the vectorised sweep)
+_KERNEL = None  # the compiled interpreting _classify, False when there is none
+
+
+def _numba():
+    """numba, with the helpers every kernel inlines wrapped for it, or None."""
+    global _NUMBA, _nan_min, _nan_max, _widen_down, _widen_up, _enclose_tape
+    if _NUMBA is None:
+        _NUMBA = False
+        try:
+            import numba
+        except ImportError:
+            return None
+        jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, inline="always")
+        _nan_min, _nan_max = jit(_nan_min), jit(_nan_max)
+        _widen_down, _widen_up = jit(_widen_down), jit(_widen_up)
+        _enclose_tape = jit(_enclose_tape)
+        _NUMBA = numba
+    return _NUMBA or None
+
+
+def _warm(kernel, codes, constants):
+    """Compile ``kernel`` (here, once, not in every forked worker; numba caches it on disk)."""
+    kernel(np.zeros(1), np.zeros(1), 0, 1, False, codes, constants, *_taylor_parameters(None), 4.0, 1.0, 1.0, 1.0,
+           *_buffers(1), 4.0, 0.0, 32.0, 1.0, True, np.zeros(1, dtype=np.int8), True, False, 0.0)
+
+
+def _kernel():
+    """The kernel that interprets any tape (for a tape ``_specialised`` cannot inline), or None."""
+    global _KERNEL
+    if _KERNEL is None:
+        _KERNEL = False
+        numba = _numba()
+        if numba is None:
+            return None
+        try:
+            kernel = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)(_classify)
+            _warm(kernel, np.zeros((1, 3), dtype=np.int64), np.zeros((1, 2)))
+        except Exception:  # noqa: BLE001 - numba that cannot compile here: the NumPy sweep
+            return None
+        _KERNEL = kernel
+    return _KERNEL or None
+
+
+_EPS, _TINY = 2.0 ** -52, 2.0 ** -1000  # interval._EPS, interval._TINY
+_ROUNDED, _LIBM = float(ROUNDED_OP_ULPS), float(LIBM_ULPS)
+
+
+def _nan_min(a, b):  # np.minimum: NaN if either is
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a <= b else b
+
+
+def _nan_max(a, b):  # np.maximum
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a >= b else b
+
+
+def _widen_down(x, ulps):  # interval._down
+    return x - (abs(x) * (ulps * _EPS) + ulps * _TINY)
+
+
+def _widen_up(x, ulps):  # interval._up
+    return x + (abs(x) * (ulps * _EPS) + ulps * _TINY)
+
+
+def _enclose_tape(t_lo, t_hi, codes, constants, lo, hi):
+    """interval.IntervalFunction at one interval, instruction by instruction (OPCODES);
+    returns f's (lo, hi).  Each branch is the module's function with its float64 steps."""
+    rounded, libm = _ROUNDED, _LIBM
+    for i in range(codes.shape[0]):
+        op, a, b = codes[i, 0], codes[i, 1], codes[i, 2]
+        if op == 0:  # var
+            lo[i], hi[i] = t_lo, t_hi
+        elif op == 1:  # const
+            lo[i], hi[i] = constants[i, 0], constants[i, 1]
+        elif op == 2:  # add
+            lo[i] = _widen_down(lo[a] + lo[b], rounded)
+            hi[i] = _widen_up(hi[a] + hi[b], rounded)
+        elif op == 3:  # neg
+            lo[i], hi[i] = -hi[a], -lo[a]
+        elif op == 4:  # mul
+            p0, p1, p2, p3 = lo[a] * lo[b], lo[a] * hi[b], hi[a] * lo[b], hi[a] * hi[b]
+            lo[i] = _widen_down(_nan_min(_nan_min(p0, p1), _nan_min(p2, p3)), rounded)
+            hi[i] = _widen_up(_nan_max(_nan_max(p0, p1), _nan_max(p2, p3)), rounded)
+        elif op == 5:  # square
+            low_sq, high_sq = lo[a] * lo[a], hi[a] * hi[a]
+            out_lo = 0.0 if (lo[a] < 0 and hi[a] > 0) else _nan_min(low_sq, high_sq)
+            lo[i] = _nan_max(_widen_down(out_lo, rounded), 0.0)
+            hi[i] = _widen_up(_nan_max(low_sq, high_sq), rounded)
+        elif op == 6:  # reciprocal
+            if lo[a] <= 0 and hi[a] >= 0:
+                lo[i] = hi[i] = math.nan
+            else:
+                lo[i], hi[i] = _widen_down(1.0 / hi[a], rounded), _widen_up(1.0 / lo[a], rounded)
+        elif op == 7:  # sqrt
+            base = lo[a] if lo[a] >= 0 else math.nan
+            lo[i] = _nan_max(_widen_down(math.sqrt(base) if base == base else math.nan, rounded), 0.0)
+            hi[i] = _widen_up(math.sqrt(hi[a]) if hi[a] >= 0 else math.nan, rounded)
+        elif op == 8:  # rational power, exponent in constants[i]
+            power = constants[i, 0]
+            base_lo = lo[a] if lo[a] >= 0 else math.nan
+            base_hi = hi[a]
+            if power > 0:
+                lo[i] = _nan_max(_widen_down(base_lo ** power, libm), 0.0)
+                hi[i] = _widen_up(base_hi ** power if base_hi >= 0 or base_hi != base_hi else math.nan, libm)
+            else:
+                lo[i] = _nan_max(_widen_down(base_hi ** power if base_hi >= 0 or base_hi != base_hi
+                                             else math.nan, libm), 0.0)
+                hi[i] = _widen_up(base_lo ** power, libm)
+        elif op == 9:  # exp (one call at a point: a float16 sweep's exact t)
+            low_exp = math.exp(lo[a])
+            lo[i] = _nan_max(_widen_down(low_exp, libm), 0.0)
+            hi[i] = _widen_up(low_exp if hi[a] == lo[a] else math.exp(hi[a]), libm)
+        elif op == 10:  # log
+            base = lo[a] if lo[a] > 0 else math.nan
+            low_log = math.log(base) if base == base else math.nan
+            lo[i] = _widen_down(low_log, libm)
+            top = hi[a]
+            hi[i] = _widen_up(low_log if top == base else (math.log(top) if top > 0 else
+                                                           (-math.inf if top == 0 else math.nan)), libm)
+        elif op == 11:  # abs
+            x, y = lo[a], hi[a]
+            lo[i] = x if x >= 0 else (-y if y <= 0 else 0.0)
+            hi[i] = _nan_max(abs(x), abs(y))
+        elif op == 12:  # min
+            lo[i], hi[i] = _nan_min(lo[a], lo[b]), _nan_min(hi[a], hi[b])
+        elif op == 13:  # max
+            lo[i], hi[i] = _nan_max(lo[a], lo[b]), _nan_max(hi[a], hi[b])
+        elif op == 14:  # sign
+            x, y = lo[a], hi[a]
+            lo[i] = 1.0 if x > 0 else (-1.0 if y < 0 else (0.0 if x == 0 else -1.0))
+            hi[i] = -1.0 if y < 0 else (1.0 if x > 0 else (0.0 if y == 0 else 1.0))
+        else:  # heaviside
+            lo[i] = 1.0 if lo[a] > 0 else 0.0
+            hi[i] = 0.0 if hi[a] < 0 else 1.0
+    last = codes.shape[0] - 1
+    return lo[last], hi[last]
+
+
+def _classify(value, values, start, stop, inexact, codes, constants, has_taylor, taylor_limit, centers, leading,
+              slope_power, bound, slope_scale, absolute, unused, easy_ulps, max_finite, smallest_normal,
+              ulp_scale, hard, severity, accurate_ulps, atol, match_ulps, match_unit, accurate_claimed,
+              negative, nonnegative_claimed, examples_full, last_severity):
+    """Rows start..stop (log q = values[row], log p = every value): ``hard[k]`` = 1 for pair k
+    when the quick test of ``_columns`` does not pass it (else 0, or 2 below); returns (number of hard pairs,
+    the largest judged distance and its pair, the largest error in ulps and its pair),
+    the first maximum in row order as ``np.argmax`` gives it.
+
+    A hard pair whose value is finite and f in range (so fp_finite passes) goes through
+    ``_decide``'s tests for the claimed fp_accurate (``accurate_claimed``) and
+    fp_matches_expression (``match_ulps`` < 0 when not claimed; its tolerance without f'
+    only): passed by every one, it is passed (kind 0); failing fp_accurate and passing the
+    other, it is kind 2, counted in the returned ``inaccurate_count`` with ``severity[k]``
+    = distance / ulp as in ``_settle``.  Neither case leaves anything to mpmath."""
+    n = values.shape[0]
+    lo = np.empty(codes.shape[0])
+    hi = np.empty(codes.shape[0])
+    grow, margin = 1 + 2.0 ** -48, 2.0 ** -1000
+    order = centers.shape[0]
+    count = inaccurate_count = negative_count = candidate_count = 0
+    # spacing_at's power of two, read from the exponent bits through a one-element view
+    scratch = np.empty(1)
+    scratch_bits = scratch.view(np.int64)
+    best_abs, at_abs, best_ulps, at_ulps = -math.inf, 0, -math.inf, 0
+    abs_nan = ulps_nan = False
+    k = 0
+    for row in range(start, stop):
+        logq = values[row]
+        for j in range(n):
+            t = values[j] - logq
+            if inexact:
+                t_low, t_high = _widen_down(t, 1.0), _widen_up(t, 1.0)
+            else:
+                t_low = t_high = t
+            low, high = _enclose_tape(t_low, t_high, codes, constants, lo, hi)
+            if has_taylor and abs(t) <= taylor_limit:
+                if not (high - low <= abs(low + high) * 2.0 ** -44):  # loose (or NaN)
+                    error = abs(t) * 2.0 ** -52 + 2.0 ** -1000 if inexact else 0.0
+                    horner = centers[order - 1] * t + centers[order - 2]
+                    for c in range(order - 3, -1, -1):
+                        horner = horner * t + centers[c]
+                    magnitude_t = abs(t)
+                    reach = magnitude_t * (1 + 2.0 ** -50) + error
+                    slope = 1.0
+                    for _ in range(slope_power):
+                        slope = slope * reach
+                    power = 1.0
+                    for _ in range(leading):
+                        power = power * magnitude_t
+                    spread = (bound * power * (1 + 2.0 ** -40) + slope_scale * slope * error * (1 + 2.0 ** -40)
+                              + absolute)
+                    # np.fmax / np.fmin: the tighter ends, NaN skipped
+                    taylor_low, taylor_high = horner - spread, horner + spread
+                    if low != low or taylor_low > low:
+                        low = taylor_low
+                    if high != high or taylor_high < high:
+                        high = taylor_high
+            v = value[k]
+            if nonnegative_claimed:
+                # _keep_examples's fp_nonnegative test: a failure unless v >= 0 (NaN fails);
+                # a candidate for the examples unless they are full and it is less severe
+                mark = 0
+                if not v >= 0:
+                    negative_count += 1
+                    if not examples_full or not -v < last_severity:
+                        mark = 1
+                        candidate_count += 1
+                negative[k] = mark
+            middle = 0.5 * low + 0.5 * high
+            radius = (high - middle) * grow + margin
+            magnitude = abs(middle)
+            magnitude_low = _nan_max(magnitude - radius, 0.0)
+            in_range = magnitude + radius <= max_finite
+            distance = abs(v - middle)
+            error_high = distance * grow + radius
+            scratch[0] = _nan_max(magnitude_low, smallest_normal)
+            scratch_bits[0] = scratch_bits[0] & 0x7FF0000000000000
+            ulp_low = scratch[0] * ulp_scale
+            good = in_range and abs(v) < math.inf
+            is_hard = not (good and error_high <= easy_ulps * ulp_low)
+            kind = 1 if is_hard else 0
+            if is_hard and magnitude_low > max_finite and (v == math.copysign(math.inf, middle)
+                                                         or v == math.copysign(max_finite, middle)):
+                # beyond the finite range, +-inf or +-max with the sign of f: every claim
+                # passes there and nothing is counted (``_settle`` and ``_decide`` agree)
+                is_hard = False
+                kind = 0
+            if is_hard and good:
+                # _decide's tests on _settle's columns, the same float64 steps: a pair every
+                # claimed accuracy test passes is passed (within fp_atol, or an error below
+                # the smallest normal number); one that fails fp_accurate and passes
+                # fp_matches_expression without f' is counted by the caller (kind 2)
+                match_passes = True
+                if match_ulps >= 0:
+                    cheap = match_ulps * match_unit * ((abs(values[j]) + abs(logq)) + 1.0)
+                    tolerance_low = _nan_max(match_ulps * ulp_low, 0.0) + cheap * (1 - 2.0 ** -48)
+                    match_passes = error_high <= tolerance_low or error_high < smallest_normal
+                if match_passes:
+                    if not accurate_claimed or (error_high <= _nan_max(accurate_ulps * ulp_low, atol)
+                                                or error_high < smallest_normal):
+                        kind = 0
+                    else:
+                        error_low = distance * (1 - 2.0 ** -48) - radius
+                        scratch[0] = _nan_max(magnitude + radius, smallest_normal)
+                        scratch_bits[0] = scratch_bits[0] & 0x7FF0000000000000
+                        ulp_high = scratch[0] * ulp_scale
+                        if error_low > _nan_max(accurate_ulps * ulp_high, atol) and error_low >= smallest_normal:
+                            kind = 2
+                            inaccurate_count += 1
+                            severity[k] = distance / ulp_low
+            hard[k] = kind
+            count += kind == 1
+            judged = distance if good else -1.0
+            in_ulps = judged / ulp_low
+            if not abs_nan and (judged != judged or judged > best_abs or k == 0):
+                best_abs, at_abs, abs_nan = judged, k, judged != judged
+            if not ulps_nan and (in_ulps != in_ulps or in_ulps > best_ulps or k == 0):
+                best_ulps, at_ulps, ulps_nan = in_ulps, k, in_ulps != in_ulps
+            k += 1
+    return count, best_abs, at_abs, best_ulps, at_ulps, inaccurate_count, negative_count, candidate_count
+
+
+# f's instructions as straight-line code: ~1/3 less CPU per pair than interpreting the
+# tape.  The generated module goes into a file (named by a hash of its text) so that
+# numba caches its compilation on disk like the rest of the kernel.
+
+_SPECIALISED: dict = {}  # tape bytes -> the compiled kernel, or None
+
+
+def _statements(codes, constants):
+    """The body of ``enclose(t_lo, t_hi)``: ``_enclose_tape``'s branches, unrolled."""
+    def number(x):
+        x = float(x)
+        if math.isnan(x):
+            return "math.nan"
+        if math.isinf(x):
+            return "math.inf" if x > 0 else "-math.inf"
+        return repr(x)
+
+    lines = []
+    rounded, libm = repr(_ROUNDED), repr(_LIBM)
+    for i, (op, a, b) in enumerate(codes.tolist()):
+        lo, hi = f"l{i}", f"h{i}"
+        la, ha, lb, hb = f"l{a}", f"h{a}", f"l{b}", f"h{b}"
+        c_lo, c_hi = (number(x) for x in constants[i])
+        if op == OPCODES["var"]:
+            lines += [f"{lo}, {hi} = t_lo, t_hi"]
+        elif op == OPCODES["const"]:
+            lines += [f"{lo}, {hi} = {c_lo}, {c_hi}"]
+        elif op == OPCODES["add"]:
+            lines += [f"{lo} = _widen_down({la} + {lb}, {rounded})", f"{hi} = _widen_up({ha} + {hb}, {rounded})"]
+        elif op == OPCODES["neg"]:
+            lines += [f"{lo}, {hi} = -{ha}, -{la}"]
+        elif op == OPCODES["mul"]:
+            lines += [f"p0, p1, p2, p3 = {la} * {lb}, {la} * {hb}, {ha} * {lb}, {ha} * {hb}",
+                      f"{lo} = _widen_down(_nan_min(_nan_min(p0, p1), _nan_min(p2, p3)), {rounded})",
+                      f"{hi} = _widen_up(_nan_max(_nan_max(p0, p1), _nan_max(p2, p3)), {rounded})"]
+        elif op == OPCODES["square"]:
+            lines += [f"low_sq, high_sq = {la} * {la}, {ha} * {ha}",
+                      f"out_lo = 0.0 if ({la} < 0 and {ha} > 0) else _nan_min(low_sq, high_sq)",
+                      f"{lo} = _nan_max(_widen_down(out_lo, {rounded}), 0.0)",
+                      f"{hi} = _widen_up(_nan_max(low_sq, high_sq), {rounded})"]
+        elif op == OPCODES["exp"]:
+            lines += [f"low_exp = math.exp({la})",  # one call at a point (a float16 sweep's exact t)
+                      f"{lo} = _nan_max(_widen_down(low_exp, {libm}), 0.0)",
+                      f"{hi} = _widen_up(low_exp if {ha} == {la} else math.exp({ha}), {libm})"]
+        elif op == OPCODES["log"]:
+            lines += [f"base = {la} if {la} > 0 else math.nan",
+                      "low_log = math.log(base) if base == base else math.nan",
+                      f"{lo} = _widen_down(low_log, {libm})",
+                      f"{hi} = _widen_up(low_log if {ha} == base else (math.log({ha}) if {ha} > 0 else "
+                      f"(-math.inf if {ha} == 0 else math.nan)), {libm})"]
+        elif op == OPCODES["abs"]:
+            lines += [f"{lo} = {la} if {la} >= 0 else (-{ha} if {ha} <= 0 else 0.0)",
+                      f"{hi} = _nan_max(abs({la}), abs({ha}))"]
+        elif op in (OPCODES["min"], OPCODES["max"]):
+            pick = "_nan_min" if op == OPCODES["min"] else "_nan_max"
+            lines += [f"{lo}, {hi} = {pick}({la}, {lb}), {pick}({ha}, {hb})"]
+        else:  # the rarer instructions: the interpreting kernel
+            return None
+    lines.append(f"return l{len(codes) - 1}, h{len(codes) - 1}")
+    return lines
+
+
+def _specialised(tape):
+    """The kernel for one tape with its instructions inlined, or None (then ``_kernel()``)."""
+    codes, constants = tape
+    key = codes.tobytes() + constants.tobytes()
+    if key in _SPECIALISED:
+        return _SPECIALISED[key]
+    _SPECIALISED[key] = None
+    body = _statements(codes, constants) if _numba() is not None else None
+    if body is None:
+        return None
+    import hashlib
+    import importlib.util
+    import inspect
+    import tempfile
+
+    import numba
+
+    classify = inspect.getsource(_classify).replace("def _classify(", "def classify(")
+    call = "low, high = _enclose_tape(t_low, t_high, codes, constants, lo, hi)"
+    if call not in classify:
+        return None
+    classify = classify.replace(call, "low, high = enclose(t_low, t_high)")
+    source = ("# generated by verify/floating/exhaustive.py (_specialised); safe to delete\n"
+              "import math\n\nimport numpy as np\n\n"
+              "from verify.floating.exhaustive import _enclose_tape, _nan_max, _nan_min, _widen_down, _widen_up\n\n\n"
+              "def enclose(t_lo, t_hi):\n" + "".join(f"    {line}\n" for line in body) + "\n\n" + classify)
+    name = "kl_verify_kernel_" + hashlib.sha256(source.encode()).hexdigest()[:20]
+    for directory in (os.path.join(os.path.dirname(__file__), "__pycache__", "kernels"),
+                      os.path.join(tempfile.gettempdir(), f"kl-verify-kernels-{os.getuid()}")):
+        path = os.path.join(directory, name + ".py")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            if not os.path.exists(path):
+                temporary = f"{path}.{os.getpid()}.tmp"
+                with open(temporary, "w") as handle:
+                    handle.write(source)
+                os.replace(temporary, path)
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # numba's disk cache finds the module by its name
+            spec.loader.exec_module(module)
+            kernel, enclose = None, module.enclose
+            for cache in (True, False):  # a disk cache that does not load: compiled afresh
+                try:
+                    jit = dict(cache=cache, nogil=True, error_model="numpy", fastmath=False)
+                    module.enclose = numba.njit(inline="always", **jit)(enclose)
+                    kernel = numba.njit(**jit)(module.classify)
+                    _warm(kernel, codes, constants)
+                    break
+                except Exception:  # noqa: BLE001
+                    kernel = None
+            if kernel is None:
+                continue
+        except Exception:  # noqa: BLE001 - no writable place: the next one, else the interpreting kernel
+            continue
+        _SPECIALISED[key] = kernel
+        return kernel
+    return None

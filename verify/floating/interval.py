@@ -32,7 +32,7 @@ import numpy as np
 import sympy as sp
 
 __all__ = ["IntervalFunction", "TaylorModel", "Unsupported", "ROUNDED_OP_ULPS", "LIBM_ULPS",
-           "TAYLOR_RADIUS", "TAYLOR_ORDER"]
+           "TAYLOR_RADIUS", "TAYLOR_ORDER", "OPCODES"]
 
 ROUNDED_OP_ULPS = 2  # >= 1 ulp outward after the widening's own rounding
 LIBM_ULPS = 16 + 1  # a stated bound of 16 ulps per libm call, plus the widening's rounding
@@ -78,6 +78,8 @@ class IntervalFunction:
             counts[node] = counts.get(node, 0) + 1
         self._repeated = {node for node, count in counts.items() if count > 1 and node.args}
         self._memo: dict = {}
+        self._expr = expr
+        self._tape = None
         self._compiled = self._compile(expr)
 
     def __call__(self, t_lo, t_hi):
@@ -87,6 +89,87 @@ class IntervalFunction:
                 return np.broadcast_to(lo, np.shape(t_lo)), np.broadcast_to(hi, np.shape(t_lo))
         finally:
             self._memo = {}
+
+    def tape(self):
+        """The same evaluation as a straight-line program, for a compiled scalar kernel
+        (``exhaustive.py``): ``(codes, constants)`` with one row per instruction,
+        ``codes[i] = (opcode, a, b)`` (operands are earlier rows, -1 when unused) and
+        ``constants[i] = (lo, hi)`` (a constant's interval, or the exponent of a rational
+        power in both).  Row i's result is register i; the last row is f.  Every
+        instruction is the operation of this module with the same float64 steps (the
+        same widenings, in the same order), so a kernel that follows ``OPCODES`` gives
+        the same enclosures, bit for bit, as ``__call__`` when its libm is NumPy's."""
+        if self._tape is None:
+            codes, constants, registers = [], [], {}
+
+            def emit(opcode, a=-1, b=-1, lo=0.0, hi=0.0):
+                codes.append((OPCODES[opcode], a, b))
+                constants.append((float(lo), float(hi)))
+                return len(codes) - 1
+
+            def rec(node):
+                if node in registers:
+                    return registers[node]
+                registers[node] = out = self._emit(node, rec, emit)
+                return out
+
+            rec(self._expr)
+            self._tape = (np.array(codes, dtype=np.int64).reshape(-1, 3),
+                          np.array(constants, dtype=np.float64).reshape(-1, 2))
+        return self._tape
+
+    def _emit(self, node, rec, emit):
+        """The instructions of ``node`` (mirrors ``_compile_node``); returns its register."""
+        if node == self.symbol:
+            return emit("var")
+        if node.is_Number or isinstance(node, sp.NumberSymbol):
+            lo, hi = _const(node)
+            return emit("const", lo=lo, hi=hi)
+        if isinstance(node, sp.Pow) and not node.args[1].is_Rational:
+            return rec(sp.exp(node.args[1] * sp.log(node.args[0])))
+        if isinstance(node, (sp.Add, sp.Mul)):
+            constants = [a for a in node.args if a.is_Number]
+            if (isinstance(node, sp.Mul) and len(constants) == 1 and constants[0] == -1
+                    and len(node.args) == 2):
+                other = node.args[1] if node.args[0] == constants[0] else node.args[0]
+                return emit("neg", rec(other))
+            out = rec(node.args[0])
+            for a in node.args[1:]:
+                out = emit("add" if isinstance(node, sp.Add) else "mul", out, rec(a))
+            return out
+        if isinstance(node, sp.Pow):
+            exponent = node.args[1]
+            if exponent.is_Integer:
+                n = int(exponent)
+                if n == 0:
+                    return emit("const", lo=1.0, hi=1.0)
+                base = rec(node.args[0])
+                if n == 2:
+                    return emit("square", base)
+                out = base
+                for _ in range(abs(n) - 1):
+                    out = emit("mul", out, base)
+                return emit("reciprocal", out) if n < 0 else out
+            base = rec(node.args[0])
+            if exponent == sp.Rational(1, 2):
+                return emit("sqrt", base)
+            power = float(exponent)
+            if sp.Rational(power) != exponent:
+                raise Unsupported(f"exponent {exponent}")
+            return emit("power", base, lo=power, hi=power)
+        unary = {sp.exp: "exp", sp.Abs: "abs", sp.sign: "sign", sp.Heaviside: "heaviside"}
+        for kind, name in unary.items():
+            if isinstance(node, kind):
+                return emit(name, rec(node.args[0]))
+        if isinstance(node, sp.log) and len(node.args) == 1:
+            return emit("log", rec(node.args[0]))
+        if isinstance(node, (sp.Min, sp.Max)):
+            name = "min" if isinstance(node, sp.Min) else "max"
+            out = rec(node.args[0])
+            for a in node.args[1:]:
+                out = emit(name, out, rec(a))
+            return out
+        raise Unsupported(f"{type(node).__name__} in {node}")
 
     # ---------------------------------------------------------------- compilation
     def _compile(self, node):
@@ -190,6 +273,12 @@ class IntervalFunction:
                 return np.maximum(_down(np.power(b_lo, power), LIBM_ULPS), 0.0), _up(np.power(b_hi, power), LIBM_ULPS)
             return np.maximum(_down(np.power(b_hi, power), LIBM_ULPS), 0.0), _up(np.power(b_lo, power), LIBM_ULPS)
         return rational_power
+
+
+# The instructions of ``IntervalFunction.tape`` (a kernel decodes them by number).
+OPCODES = {name: code for code, name in enumerate((
+    "var", "const", "add", "neg", "mul", "square", "reciprocal", "sqrt", "power", "exp", "log", "abs",
+    "min", "max", "sign", "heaviside"))}
 
 
 def _widen(lo, hi, ulps):

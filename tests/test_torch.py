@@ -19,6 +19,7 @@ import pytest
 from estimators import Estimator
 from verify import UsageError
 from verify.cli import main
+from conftest import PART_OF_THE_DOMAIN  # the suite's part of the 16-bit domain
 
 
 def _torch():
@@ -208,12 +209,8 @@ def test_naive(kl_fp_claims):
 '''
 
 
-# the user's session sweeps tests/conftest.py's part of the domain (the plugin runs the same code)
-PART_OF_THE_DOMAIN = '''
-import verify.floating
-
-verify.floating.SWEEP_DOMAIN = (-16.0, -2.0 ** -6)
-'''
+# a session in a subprocess sweeps the suite's part of the domain too (the same code runs)
+SWEEP_PART = f"import verify.floating\nverify.floating.SWEEP_DOMAIN = {PART_OF_THE_DOMAIN!r}\n"
 
 
 def test_pytest_plugin_with_torch(pytester, monkeypatch):
@@ -221,7 +218,7 @@ def test_pytest_plugin_with_torch(pytester, monkeypatch):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     pytester.makepyfile(test_user=PLUGIN_TESTS)
-    pytester.makeconftest(PART_OF_THE_DOMAIN)
+    pytester.makeconftest(SWEEP_PART)
     installed = any(e.name == "kl_verify" for e in entry_points(group="pytest11"))
     load = [] if installed else ["-p", "verify.pytest_plugin"]
     result = pytester.runpytest_subprocess(*load, "--kl-verify-profile", "dev", "-q")
@@ -235,8 +232,6 @@ import sys
 from estimators import registry
 from verify import cli, collect, floating, gradients, report
 from verify.commands import all as all_command
-
-floating.SWEEP_DOMAIN = (-16.0, -2.0 ** -6)  # tests/conftest.py's part of the domain: the same code runs
 
 cli.build_parser()
 estimator = registry()["k3"]
@@ -252,7 +247,7 @@ def test_the_numpy_path_never_imports_torch(tmp_path):
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT], cwd=root, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", SWEEP_PART + NO_TORCH_SCRIPT], cwd=root, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "torch not imported"

@@ -69,36 +69,38 @@ def render(results, memo=None, only=None) -> dict[str, bytes]:
     plotting code; the bytes are the same either way.  ``only``: estimator names whose
     own pages and figures are all that is made (``verify all --only``)."""
     results = _canonical(results)
+    shown = _shown(results)
+    sharing: dict = {}  # catalog entries share value functions: one set of figures per expression
+    for name, record in results["estimators"].items():
+        sharing.setdefault(record["expression"] or name, []).append(name)
+
+    def estimator_files(name):
+        return _estimator_files(name, results["estimators"][name], shown["estimators"][name], sharing, memo)
+
     if only is not None:
-        return {path: content for name in only
-                for path, content in _estimator_files(results, name, memo).items()}
+        return {path: content for name in only for path, content in estimator_files(name).items()}
     files = {"results.json": (json.dumps(results, indent=1, sort_keys=True) + "\n").encode()}
     files["README.md"] = _index(results).encode()
     files["choosing.md"] = _choosing(results).encode()
-    files.update(_memoized(memo, "comparison", _shown(results)["estimators"], lambda: _comparison_figures(results)))
+    files.update(_memoized(memo, "comparison", shown["estimators"], lambda: _comparison_figures(results)))
     files["reproductions.md"] = _reproductions(results.get("reproductions")).encode()
     for name in results["estimators"]:
-        files.update(_estimator_files(results, name, memo))
+        files.update(estimator_files(name))
     if results.get("libraries"):  # issue 14: the catalog of RL libraries' KL terms
         from verify.report_libraries import FIGURE, libraries_figure, render_libraries
 
         files["libraries.md"] = render_libraries(results).encode()
-        files.update(_memoized(memo, "libraries", _shown(results), lambda: {FIGURE: libraries_figure(results)}))
+        files.update(_memoized(memo, "libraries", shown, lambda: {FIGURE: libraries_figure(results)}))
     return files
 
 
-def _estimator_files(results, name, memo) -> dict[str, bytes]:
+def _estimator_files(name, record, shown, sharing, memo) -> dict[str, bytes]:
     """One estimator's page, and its figures when it is the first of the entries that
-    share its expression (catalog entries share value functions: one set per expression)."""
-    sharing: dict = {}  # catalog entries share value functions: one set of figures per expression
-    for other, record in results["estimators"].items():
-        sharing.setdefault(record["expression"] or other, []).append(other)
-    record = results["estimators"][name]
+    share its expression (``sharing``: expression -> the entries with it)."""
     names = sharing[record["expression"] or name]
     files = {f"{name}.md": _estimator_page(name, record, figures=names[0], shared=names).encode()}
     if names[0] == name:
-        files.update(_memoized(memo, "estimator", [name, _shown(results)["estimators"][name], names],
-                               lambda: _figures(name, record, shared=names)))
+        files.update(_memoized(memo, "estimator", [name, shown, names], lambda: _figures(name, record, shared=names)))
     return files
 
 

@@ -1,5 +1,5 @@
 """Benchmark: `python -m verify all` cold, with nothing changed, and after adding a
-one-file estimator (plus `--only` for it).  Targets (issue 19, 2 cores idle): cold
+one-file estimator (plus `--only` for it).  Targets (2 cores idle): cold
 (`--fresh`) <= 5 min; nothing changed <= 10 s with 0 cells computed; a new one-file
 estimator <= 60 s for `verify all` and <= 45 s for `--only NAME`.
 

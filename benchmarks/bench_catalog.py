@@ -17,8 +17,8 @@ from estimators import registry  # noqa: E402
 
 
 def _cell(name, queue):
-    from verify import gradients
-    from verify.libraries import library_task
+    from verify.layers import gradients
+    from verify.layers.gradients.libraries import library_task
 
     start = time.process_time()
     gradients.gradient_table(registry()[name])
@@ -38,7 +38,7 @@ def main() -> None:
         process.join()
         total += seconds
         print(f"  {name:<24} {seconds:7.2f} s CPU")
-    from verify.sequences import sequence_report
+    from verify.layers.gradients.sequences import sequence_report
 
     start = time.process_time()
     sequence_report()

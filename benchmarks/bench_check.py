@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from verify.claims import SYMBOLIC
+from verify.core.claims import SYMBOLIC
 
 ORDINARY = [
     "-log(r)",

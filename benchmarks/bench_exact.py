@@ -21,11 +21,11 @@ import sympy as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from estimators import registry  # noqa: E402
-from verify.exact import moments, parse_family  # noqa: E402
-from verify.exact.evaluate import compile_estimator  # noqa: E402
-from verify.exact.moments import moments_of_node  # noqa: E402
-from verify.exact.reproductions import TABLES, monte_carlo_cell  # noqa: E402
-from verify.expression import R, as_expression  # noqa: E402
+from verify.layers.exact import moments, parse_family  # noqa: E402
+from verify.layers.exact.evaluate import compile_estimator  # noqa: E402
+from verify.layers.exact.moments import moments_of_node  # noqa: E402
+from verify.layers.exact.reproductions import TABLES, monte_carlo_cell  # noqa: E402
+from verify.core.expression import RATIO, as_expression  # noqa: E402
 
 SAMPLES = 10 ** 7
 VOCABULARY = 152_064
@@ -34,7 +34,7 @@ REPEATS = 5
 
 def reference_mean(expr, p_loc, p_scale, q_loc, q_scale):
     mp.mp.dps = 40
-    f = sp.lambdify(R, expr, modules="mpmath")
+    f = sp.lambdify(RATIO, expr, modules="mpmath")
     p_loc, p_scale, q_loc, q_scale = (mp.mpf(repr(float(v))) for v in (p_loc, p_scale, q_loc, q_scale))
 
     def logpdf(x, loc, scale):
@@ -121,7 +121,7 @@ def main():
         print(f"  {name:11s} mean {m.mean:.12g} +- {m.mean_abs_error:.1e}  var {m.variance:.6g}  "
               f"KL(q||p) {m.kl_qp:.10g}  KL(p||q) {m.kl_pq:.10g}")
 
-    # issue 9's pair: logits uniform in (-650, 0), so r reaches e^650 (f beyond e^600 takes
+    # the hard cells' pair: logits uniform in (-650, 0), so r reaches e^650 (f beyond e^600 takes
     # the scaled path); no target, reported for the record
     rng = np.random.default_rng(9)
     object.__setattr__(p, "logits", rng.uniform(-650, 0, VOCABULARY))

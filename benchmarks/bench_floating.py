@@ -18,9 +18,12 @@ import sys
 import time
 
 from estimators import registry
-from verify import floating
-from verify.claims import FLOATING
-from verify.targets import resolve
+from verify.layers import floating
+from verify.layers.floating.checks import runs_by_dtype
+from verify.layers.floating.sixteen_bit import sweep_processes
+from verify.layers.floating.verdicts import verdict_in_dtype
+from verify.core.claims import FLOATING
+from verify.api.targets import resolve
 
 
 def _cpu():
@@ -31,22 +34,21 @@ def _cpu():
 
 
 def bench_exhaustive(targets, repeat=1):
-    from verify.floating import exhaustive
+    from verify.layers.floating.kernel import load_numba
 
-    kernel = "compiled kernel" if exhaustive._numba() is not None else "NumPy only"  # loaded outside the timing
-    print(f"exhaustive sweep: {kernel}, {floating._sweep_workers()} process(es)", flush=True)
+    kernel = "compiled kernel" if load_numba() is not None else "NumPy only"  # loaded outside the timing
+    print(f"exhaustive sweep: {kernel}, {sweep_processes()} process(es)", flush=True)
     for target in targets:
         estimator = resolve(target)
         for dtype in floating.SIXTEEN_BIT:
             for _ in range(repeat):
-                claims = [f"{c}@{dtype}" for c in FLOATING]
                 start, cpu = time.perf_counter(), _cpu()
-                runs = floating._runs(estimator, claims, "ci")
+                runs = runs_by_dtype(estimator, {dtype: list(FLOATING)}, "ci")
                 run, values = runs[dtype]
-                verdicts = {c: floating._verdict(run, c.split("@")[0], "ci", values) for c in claims}
+                verdicts = {c: verdict_in_dtype(run, c, "ci", values) for c in FLOATING}
                 elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
                 own = run.exhaustive.implementation_cpu if run.exhaustive is not None else float("nan")
-                summary = ", ".join(f"{c.split('@')[0]} {v.verdict}" for c, v in verdicts.items())
+                summary = ", ".join(f"{c} {v.verdict}" for c, v in verdicts.items())
                 print(f"exhaustive {estimator.name:<22} {dtype:<9} {elapsed:6.1f} s wall, {cpu:6.1f} s CPU "
                       f"(target <= 10 s): implementation {own:5.1f} s CPU, harness {cpu - own:5.1f} s CPU  "
                       f"({summary})", flush=True)
@@ -57,7 +59,7 @@ def bench_search(names):
     for name in names:
         for dtype in ("float32", "float64"):
             start = time.perf_counter()
-            floating.check_claims(known[name], [f"{c}@{dtype}" for c in FLOATING], profile="ci")
+            floating.check_claims(known[name], FLOATING, dtype, profile="ci")
             print(f"search ci  {name:<11} {dtype:<9} {time.perf_counter() - start:6.2f} s", flush=True)
 
 
@@ -68,9 +70,9 @@ if __name__ == "__main__":
     else:
         repeat = 1
         if "--no-kernel" in arguments:
-            from verify.floating import exhaustive
+            from verify.layers.floating import kernel
 
-            exhaustive._NUMBA = False
+            kernel._NUMBA = False
             arguments.remove("--no-kernel")
         if "--repeat" in arguments:
             at = arguments.index("--repeat")

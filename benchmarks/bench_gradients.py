@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from estimators import registry  # noqa: E402
-from verify import gradients  # noqa: E402
+from verify.layers import gradients  # noqa: E402
 
 TARGET_SECONDS = 20.0
 

@@ -1,5 +1,5 @@
 """Time of a gradient check of a user's torch KL term on a 152,064-token vocabulary
-(Qwen2's), through verify.autograd: loss and loss_offpolicy, one position, and 4 positions.
+(Qwen2's), through verify.layers.gradients.autograd: loss and loss_offpolicy, one position, and 4 positions.
 
 Run: python benchmarks/bench_torch.py   (prints the figures; nothing is asserted)
 
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from verify.autograd import gradient_of_term  # noqa: E402
+from verify.layers.gradients.autograd import gradient_of_term  # noqa: E402
 
 VOCABULARY = 152_064
 REPEATS = 5

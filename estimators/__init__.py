@@ -30,7 +30,7 @@ WEIGHTS = ("none", "ratio", "self_ratio")
 @dataclass(frozen=True)
 class Usage:
     """How a training library uses a shipped KL term, as plain data (the harness derives
-    the per-sample gradient from it; see verify/gradients.py).
+    the per-sample gradient from it; see verify/layers/gradients/).
 
     ``weight``: ``"none"``; ``"ratio"``, the importance weight q_theta/q_old, not
     detached; ``"self_ratio"``, exp(logp - logp.detach()): 1 in value, the score in

@@ -1,7 +1,7 @@
 """Check the exact engine on a hard set of cells against mpmath references made here.
 
 Not a test (it takes minutes): a tool to find wrong values and exceeded bounds.  Each cell
-is computed by verify.exact and, independently, by mpmath (scripts/make_issue9_references.py's
+is computed by verify.layers.exact and, independently, by mpmath (scripts/make_hard_cell_references.py's
 integrals and sums at 45 digits); a value must be within 1e-9 relative (variances 1e-5)
 and within its stated error bound.
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
-import make_issue9_references as refs  # noqa: E402
+import make_hard_cell_references as refs  # noqa: E402
 
 RTOL, VAR_RTOL = 1e-9, 1e-5
 
@@ -119,8 +119,8 @@ def _reference(p, q, kind, cuts, log_tails, g, outside_limit=None):
 
 def check(cell):
     from estimators import registry
-    from verify.exact import moments, parse_family
-    from verify.expression import as_expression
+    from verify.layers.exact import moments, parse_family
+    from verify.core.expression import as_expression
 
     mp.mp.dps = refs.WORKING_DIGITS
     p_spec, q_spec, kind, cuts, log_tails = cell

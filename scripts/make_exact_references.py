@@ -1,6 +1,6 @@
 """Write tests/data/exact_references.json: 40-digit references for the exact layer.
 
-Independent of verify.exact: densities are written out here in mpmath, estimators are
+Independent of verify.layers.exact: densities are written out here in mpmath, estimators are
 evaluated from their sympy expressions in r with mpmath at 50 digits, integrals are
 mpmath.quad (tanh-sinh) over the real line split at the components' locations, sums
 are exact sums of mpmath terms.  Infinite variances are decided analytically from the
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from estimators import registry  # noqa: E402
-from verify.expression import R, as_expression  # noqa: E402
+from verify.core.expression import RATIO, as_expression  # noqa: E402
 
 WORKING_DIGITS = 50
 KEPT_DIGITS = 40
@@ -63,7 +63,7 @@ CASES = [
 ]
 
 
-# --- densities in mpmath (written out independently of verify.exact) ---------------
+# --- densities in mpmath (written out independently of verify.layers.exact) ---------------
 
 def _call(spec):
     """Parse a spec with Python's own literal rules: the specs here are ours, not user input."""
@@ -238,7 +238,7 @@ def main():
         cases = pool.map(_case, CASES)
     out = {
         "about": ("Exact moments of KL estimators under x ~ q, r = p/q, made by "
-                  "scripts/make_exact_references.py with mpmath (independent of verify.exact)."),
+                  "scripts/make_exact_references.py with mpmath (independent of verify.layers.exact)."),
         "working_digits": WORKING_DIGITS,
         "cases": cases,
     }
@@ -253,7 +253,7 @@ def _functions():
     functions = {}
     for name in ESTIMATORS:
         expr = as_expression(known[name].expr)
-        f_r = sp.lambdify(R, expr, modules="mpmath")
+        f_r = sp.lambdify(RATIO, expr, modules="mpmath")
         functions[name] = (str(expr), (lambda f_r: lambda t: f_r(mp.exp(t)))(f_r))
     return functions
 

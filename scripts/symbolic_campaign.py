@@ -2,10 +2,10 @@
 found by an independent mpmath oracle.
 
 Expressions are drawn (seeded, so the campaign is the same every run) from the kinds
-that issue 11's suite had: control variates, f-divergence generators, clamps inside and
+of the hard symbolic cases: control variates, f-divergence generators, clamps inside and
 far beyond the scanned range, near-identities, growth edge cases, kinks and cusps.
-Every verdict is compared with the oracle, which shares nothing with verify.symbolic or
-verify.certified: it evaluates f through sympy's lambdify at 50 digits on a dense grid
+Every verdict is compared with the oracle, which shares nothing with verify.layers.symbolic or
+verify.layers.symbolic.certified: it evaluates f through sympy's lambdify at 50 digits on a dense grid
 in log r, and checks each claim's definition (or its characterisation) on that grid.
 A "proved" claim the oracle sees fail, or a "refuted" claim whose counterexample does
 not re-check (tests/recheck.py), is a wrong verdict.
@@ -43,8 +43,8 @@ sys.path.insert(0, _tree_from_argv())
 sys.path.insert(1, str(ROOT / "tests"))  # the re-check is this repository's, whatever the tree
 
 from recheck import recheck  # noqa: E402
-from verify.claims import SYMBOLIC  # noqa: E402
-from verify.expression import R, parse_with_domain  # noqa: E402
+from verify.core.claims import SYMBOLIC  # noqa: E402
+from verify.core.expression import RATIO, parse_with_domain  # noqa: E402
 
 ATOMS = [
     "-log(r)", "log(r)**2/2", "(r - 1) - log(r)", "r*log(r) - (r - 1)", "(sqrt(r) - 1)**2",
@@ -82,7 +82,7 @@ TOL = mpmath.mpf(10) ** -30
 def oracle(expr) -> dict:
     """claim -> True / False / None (the grid cannot tell) from mpmath at 50 digits."""
     with mpmath.workdps(50):
-        fast = sp.lambdify(R, expr, modules="mpmath")
+        fast = sp.lambdify(RATIO, expr, modules="mpmath")
 
         def f(x):
             try:
@@ -170,7 +170,7 @@ def main(argv=None):
     parser.add_argument("--tree", default=str(ROOT), help="source tree to test (default: this repository)")
     parser.add_argument("--timeout", type=float, default=None, help="per-claim limit (default: the prover's)")
     args = parser.parse_args(argv)
-    from verify.symbolic import decide
+    from verify.layers.symbolic import decide
 
     print(f"verify from {Path(sys.modules['verify'].__file__).parent}", flush=True)
     rng = random.Random(args.seed)

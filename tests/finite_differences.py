@@ -1,5 +1,5 @@
 """Central finite differences in mpmath, shared by the gradient tests (an oracle independent
-of verify.gradients): the error is O(step^2) relative, the rounding error 10^-dps / step."""
+of verify.layers.gradients): the error is O(step^2) relative, the rounding error 10^-dps / step."""
 import mpmath
 import numpy as np
 

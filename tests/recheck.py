@@ -1,6 +1,6 @@
 """Independent re-checks of the symbolic layer's counterexamples.
 
-This deliberately shares nothing with ``verify.symbolic`` or ``verify.certified``: it
+This deliberately shares nothing with ``verify.layers.symbolic`` or ``verify.layers.symbolic.certified``: it
 evaluates the expression with mpmath at 60 digits through sympy's lambdify and checks
 each counterexample against the claim's definition in shared/CLAIMS.md.
 """
@@ -9,7 +9,7 @@ from fractions import Fraction
 import mpmath
 import sympy as sp
 
-from verify.expression import R
+from verify.core.expression import RATIO
 
 DIGITS = 60
 MARGIN = mpmath.mpf(10) ** -40  # far above the 60-digit evaluation error, far below any real effect
@@ -18,7 +18,7 @@ MARGIN = mpmath.mpf(10) ** -40  # far above the 60-digit evaluation error, far b
 def function(expr):
     """f at a point, at DIGITS; a value within MARGIN of 0 is evaluated again at 1500
     digits, where a term like 1e-400 still shows."""
-    fast = sp.lambdify(R, expr, modules="mpmath")
+    fast = sp.lambdify(RATIO, expr, modules="mpmath")
 
     def f(x):
         value = fast(x)
@@ -45,11 +45,11 @@ def recheck(expr, claim, example) -> bool:
         if "reason" in example:  # f undefined at r: the named sub-expression breaks its condition
             point = sp.Rational(example["exact_r"]) if "/" in example["exact_r"] or example["exact_r"].isdigit() \
                 else sp.sympify(example["exact_r"])
-            sub_expression = sp.sympify(example["subexpression"], locals={"r": R})
-            value = sp.N(sub_expression.xreplace({R: point}), 40)
+            sub_expression = sp.sympify(example["subexpression"], locals={"r": RATIO})
+            value = sp.N(sub_expression.xreplace({RATIO: point}), 40)
             return {"positive": value <= 0, "nonnegative": value < 0, "nonzero": value == 0}[example["must_be"]]
         if claim == "zero_at_one":
-            return sp.N(expr.xreplace({R: sp.S.One}), DIGITS) != 0
+            return sp.N(expr.xreplace({RATIO: sp.S.One}), DIGITS) != 0
         if claim == "nonnegative":
             return f(_ratio(example["r"])) < 0
         if claim == "unique_minimum_at_one":
@@ -77,7 +77,7 @@ def recheck(expr, claim, example) -> bool:
             return abs(h(a) - h(b)) > mpmath.mpf(10) ** -20
         if claim == "locally_unbiased":
             x = mpmath.mpf(1)
-            if sp.N(expr.xreplace({R: sp.S.One}), DIGITS) != 0:
+            if sp.N(expr.xreplace({RATIO: sp.S.One}), DIGITS) != 0:
                 return True
             left = mpmath.diff(f, x, 1, direction=-1, h=mpmath.mpf(10) ** -20)
             right = mpmath.diff(f, x, 1, direction=1, h=mpmath.mpf(10) ** -20)

@@ -26,7 +26,7 @@ def extra_estimator(tmp_path, monkeypatch):
 
 
 def _only_mine(monkeypatch):
-    import verify.commands.all as command
+    import verify.cli.all as command
     full = estimators.registry
     monkeypatch.setattr(command, "load_registry", lambda: {"mine": full()["mine"]})
 
@@ -77,7 +77,7 @@ def test_reports_are_deterministic(tmp_path, monkeypatch, capsys):
     an estimator's, a catalog entry's, figures), on a registry of two built-in estimators
     and two catalog entries.  (The committed reports, all of them, are checked against a
     recomputation in test_recomputed_cells_equal_the_committed_ones.)"""
-    import verify.commands.all as command
+    import verify.cli.all as command
 
     full = estimators.registry()
     chosen = {name: full[name] for name in ("k1", "k3", "nemo_rl_k3", "verl_low_var_kl")}
@@ -106,8 +106,8 @@ def test_committed_fingerprints_match_the_code():
     """Each cell of the committed results.json was computed from the code as it is now: a
     cell whose declaration, layer code or implementation changed since names itself.
     (`python -m verify all` regenerates; `verify all --fresh --check` recomputes all.)"""
-    from verify import cache
-    from verify.collect import _cells, cell_description
+    from verify.run import cache
+    from verify.run.collect import _cells, cell_description
 
     results, registry = _committed(), estimators.registry()
     assert set(results["estimators"]) == set(registry), "an estimator was added or removed: run verify all"
@@ -142,7 +142,7 @@ RECOMPUTED_SWEEPS = (("k1", "floating@float16"), ("k3", "floating@bfloat16"))
 def test_recomputed_cells_equal_the_committed_ones():
     """Every symbolic, moments and gradients cell and the reproductions, recomputed now (no
     cache), give the committed results byte for byte, and so do the pages that aggregate them."""
-    from verify.collect import collect
+    from verify.run.collect import collect
 
     committed, registry = _committed(), estimators.registry()
     fresh = collect(registry, profile=committed["profile"], layers=("symbolic", "moments", "gradients"), jobs=2)
@@ -162,7 +162,7 @@ def test_recomputed_cells_equal_the_committed_ones():
 def test_recomputed_sweeps_equal_the_committed_ones(name, cell):
     """Two exhaustive 16-bit sweeps over the whole domain, recomputed now, give the
     committed verdicts, counts, counterexamples and worst errors byte for byte."""
-    from verify.collect import _layer_task, normalise
+    from verify.run.collect import _layer_task, normalise
 
     committed = _committed()
     verdicts = normalise(_layer_task(cell, estimators.registry()[name], committed["profile"], 10.0))
@@ -189,7 +189,7 @@ def test_entry_point_estimators_are_registered(tmp_path, monkeypatch):
 def test_counterexamples_in_reports_keep_every_digit(tmp_path, capsys):
     """Floats are rounded in results.json, but a counterexample must re-check from it."""
     from recheck import recheck
-    from verify.expression import as_expression
+    from verify.core.expression import as_expression
 
     assert main(["all", "--out", str(tmp_path), "--layers", "symbolic"]) == 0
     capsys.readouterr()
@@ -206,7 +206,7 @@ def test_counterexamples_in_reports_keep_every_digit(tmp_path, capsys):
 
 def test_layer_names_agree():
     """`verify all --layers` is parsed without importing the layers: its list must match."""
-    import verify.commands.all as command
-    from verify.collect import LAYERS
+    import verify.cli.all as command
+    from verify.run.collect import LAYERS
 
     assert command.LAYERS == LAYERS

@@ -9,9 +9,9 @@ import pytest
 import scipy.stats as st
 
 import verify
-from verify import UsageError
+from verify.errors import UsageError
 from verify.api import distribution_spec, validate
-from verify.claims import ENTRIES, FLOATING, SYMBOLIC, VERDICTS, lookup, reference_markdown
+from verify.core.claims import ENTRIES, FLOATING, SYMBOLIC, VERDICTS, lookup, reference_markdown
 from verify.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def test_api_raises_the_message_the_cli_prints(call, argv, capsys):
 ])
 def test_frozen_scipy_distributions_become_specs(frozen, spec):
     assert distribution_spec(frozen) == spec
-    from verify.exact import parse_family
+    from verify.layers.exact import parse_family
 
     parse_family(spec)  # the grammar accepts it
 
@@ -85,14 +85,15 @@ def test_moments_with_scipy_distributions_equal_the_spec_strings():
     validate(from_scipy.to_json())
 
 
-def test_gradients_is_both_the_layer_and_the_api():
-    from verify import gradients
+def test_gradients_from_python():
+    """``verify.gradients`` is the API function (the layer is ``verify.layers.gradients``)."""
+    from verify import api
 
-    assert hasattr(gradients, "gradient_table") and callable(gradients)
+    assert verify.gradients is api.gradients
     result = verify.gradients("k2", ["loss"])
     assert {row.gradient_of for row in result.rows} == {"kl_qp"}
     validate(result.to_json())
-    assert [r.gradient_of for r in gradients("k1", "loss").rows] == ["zero"] * len(result.rows)
+    assert [r.gradient_of for r in verify.gradients("k1", "loss").rows] == ["zero"] * len(result.rows)
 
 
 def test_fuzz_from_python():
@@ -117,9 +118,10 @@ def test_committed_claims_reference_is_generated():
 
 
 def test_reference_covers_every_name():
-    from verify import gradients
+    from verify.core.claims import MODE_NAMES
+    from verify.layers import gradients
 
-    for name in SYMBOLIC + FLOATING + VERDICTS + gradients.MODE_NAMES + gradients.GRADIENT_OF:
+    for name in SYMBOLIC + FLOATING + VERDICTS + MODE_NAMES + gradients.GRADIENT_OF:
         assert lookup(name).meaning, name
         assert f"`{name}`" in reference_markdown(), name
     assert lookup("fp_accurate@bfloat16").name == "fp_accurate"
@@ -183,7 +185,7 @@ def test_progress_is_quiet_when_piped(capsys):
 
 
 def test_progress_shows_on_a_terminal(monkeypatch):
-    from verify.commands import progress as module
+    from verify.cli import progress as module
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -212,8 +214,8 @@ QUICK_MUST_REFUSE = {"__import__('os').system('x')", "exec('1')", "r.__class__",
 def test_quick_expression_check_words_errors_as_the_parser(text):
     """Where the sympy-free check refuses, the parser refuses with the same message; where
     the parser accepts, the check does too."""
-    from verify.expression import parse_expression
-    from verify.targets import quick_expression_check
+    from verify.core.expression import parse_expression
+    from verify.api.targets import quick_expression_check
 
     try:
         parse_expression(text)
@@ -229,7 +231,8 @@ def test_quick_expression_check_words_errors_as_the_parser(text):
 
 
 def test_quick_expression_check_knows_the_parsers_whitelist():
-    from verify import expression, targets
+    from verify.core import expression
+    from verify.api import targets
 
     assert {name: (low, high) for name, (_, low, high) in expression._FUNCTIONS.items()} == \
         targets._EXPRESSION_FUNCTIONS
@@ -264,7 +267,7 @@ def test_check_implementation_for_the_plugin():
 def test_progress_line_is_cleared_before_results_are_printed(monkeypatch, capsys):
     import time
 
-    from verify.commands import progress as module
+    from verify.cli import progress as module
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -1,9 +1,9 @@
-"""The expected gradient of a user's own torch KL term (verify.autograd, `verify gradients
+"""The expected gradient of a user's own torch KL term (verify.layers.gradients.autograd, `verify gradients
 --framework torch`).
 
 Two independent computations of the same gradients: torch twins of the registered
 estimators, differentiated by torch's autograd here, must equal the exact mode-as-data
-results of verify.gradients (mpmath sums) within both error bounds.  The KL terms of the
+results of verify.layers.gradients (mpmath sums) within both error bounds.  The KL terms of the
 issue, written the way libraries write them, must get the gradient the mathematics says
 (shared/LIBRARIES.md, "Known results"), on-policy and off-policy.
 
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from estimators import Estimator, registry
-from verify import UsageError
-from verify import gradients as G
+from verify.errors import UsageError
+from verify.layers import gradients
 from verify.cli import main
 
 
@@ -35,9 +35,9 @@ def _torch():
 
 torch = _torch()
 
-from verify import autograd  # noqa: E402
+from verify.layers.gradients import autograd  # noqa: E402
 
-SOFTMAX_PAIRS = [p for p in G.PAIRS if p.family == "softmax"]
+SOFTMAX_PAIRS = [p for p in gradients.PAIRS if p.family == "softmax"]
 FAR = next(p for p in SOFTMAX_PAIRS if p.regime == "far")
 
 
@@ -203,7 +203,7 @@ def _estimator(name):
 
 
 def _term_for_mode(f, mode):
-    """The torch term whose autograd semantics is verify.gradients' mode (as data)."""
+    """The torch term whose autograd semantics is verify.layers.gradients' mode (as data)."""
     def plain(logp, ref_logp, old_logp):
         return f(ref_logp - logp)
 
@@ -224,9 +224,9 @@ def _term_for_mode(f, mode):
 @pytest.mark.parametrize("name", TWINS)
 def test_torch_twins_equal_the_exact_mode_as_data_gradients(name):
     estimator = _estimator(name)
-    exact = {(r.mode, r.regime): r for r in G.gradient_details(estimator) if r.family == "softmax"}
+    exact = {(r.mode, r.regime): r for r in gradients.gradient_details(estimator) if r.family == "softmax"}
     f = _f_of_log_ratio(name)
-    for mode in G.MODE_NAMES:
+    for mode in gradients.MODE_NAMES:
         term, usage, term_mode = _term_for_mode(f, mode)
         rows = _verdicts(term, usage)
         for pair in SOFTMAX_PAIRS:
@@ -240,10 +240,10 @@ def test_closed_form_references_agree_with_mpmath_sums():
     for pair in SOFTMAX_PAIRS:
         grad_qp, grad_pq, error_qp, error_pq, kl = autograd.reference_gradients(
             np.array([pair.theta]), np.array([pair.p]))
-        exact_qp, exact_pq, exact_error_qp, exact_error_pq = G.reference_gradients(pair)
+        exact_qp, exact_pq, exact_error_qp, exact_error_pq = gradients.reference_gradients(pair)
         assert np.linalg.norm(grad_qp[0] - exact_qp) <= error_qp[0] + exact_error_qp
         assert np.linalg.norm(grad_pq[0] - exact_pq) <= error_pq[0] + exact_error_pq
-        assert abs(kl[0] - G.kl_qp_value(pair)) <= 1e-14
+        assert abs(kl[0] - gradients.kl_qp_value(pair)) <= 1e-14
 
 
 def test_torch_estimator_is_a_term():
@@ -264,7 +264,7 @@ def test_clamped_k3_on_a_given_far_pair():
     assert clamped[("loss", "given")].gradient_of == "biased"
     assert plain[("loss", "given")].gradient_of == "kl_pq"
     # and the registered k3_clamped agrees, mode as data, on the same pair
-    exact = {(r.mode, r.regime): r for r in G.gradient_details(_estimator("k3_clamped"), ["loss"])
+    exact = {(r.mode, r.regime): r for r in gradients.gradient_details(_estimator("k3_clamped"), ["loss"])
              if r.family == "softmax"}
     assert np.linalg.norm(np.subtract(clamped[("loss", "given")].gradient, exact[("loss", "far")].gradient)) \
         <= clamped[("loss", "given")].error + exact[("loss", "far")].error
@@ -334,7 +334,7 @@ def test_non_finite_gradient_is_undecided():
     def log_of_negative(logp, ref_logp, old_logp):
         return torch.log(logp)  # logp < 0: NaN
 
-    with pytest.raises(G.GradientUndecided, match="not finite"):
+    with pytest.raises(gradients.GradientUndecided, match="not finite"):
         autograd.gradient_of_term(log_of_negative)
 
 

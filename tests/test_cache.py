@@ -1,4 +1,4 @@
-"""Cells with fingerprints and the local cache of `verify all` (verify/cache.py): a run
+"""Cells with fingerprints and the local cache of `verify all` (verify/run/cache.py): a run
 with nothing changed computes nothing and writes the same bytes; each kind of edit
 recomputes exactly the cells that depend on it; a bad cache entry is recomputed."""
 import json
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import estimators
-from verify import cache
-from verify.cache import Cache
+from verify.run import cache
+from verify.run.cache import Cache
 from verify.cli import main
-from verify.collect import _cells, cell_description, collect
+from verify.run.collect import _cells, cell_description, collect
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def _prints(estimator, layers=("symbolic", "floating", "moments", "gradients"), 
 
 
 def test_a_second_run_reuses_every_cell_and_writes_the_same_bytes(tmp_path, monkeypatch, capsys):
-    import verify.commands.all as command
+    import verify.cli.all as command
 
     full = estimators.registry()
     monkeypatch.setattr(command, "load_registry", lambda: {"k1": full["k1"], "k3": full["k3"]})
@@ -78,7 +78,7 @@ def test_a_bad_cache_entry_is_recomputed_never_trusted(tmp_path, damage):
 
 
 def test_encoding_round_trips_what_cells_return():
-    from verify.exact.moments import Moments
+    from verify.layers.exact.moments import Moments
 
     value = {"a": (1, 2.5, float("inf"), float("nan"), -0.0), 3: [None, True, b"\x89PNG"], "~x": "tilde key",
              "m": Moments("p", "q", *[0.1] * 10, beyond_float64=(("variance", 1e4, 1e-12, 1),))}
@@ -100,7 +100,7 @@ def test_editing_a_layer_recomputes_that_layers_cells_only(tmp_path, monkeypatch
     registry = estimators.registry()
     root = _copy_of_the_code(tmp_path, monkeypatch)
     before = {name: _prints(registry[name]) for name in ("k1", "k3", "verl_k1")}
-    with open(root / "verify" / "symbolic" / "bounds.py", "a") as out:
+    with open(root / "verify" / "layers" / "symbolic" / "bounds.py", "a") as out:
         out.write("\n# an edit\n")
     after = {name: _prints(registry[name]) for name in before}
     for name in before:

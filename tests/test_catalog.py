@@ -1,10 +1,10 @@
-"""The catalog of RL libraries' KL terms (issue 14): the entries, their usage data, and
+"""The catalog of RL libraries' KL terms: the entries, their usage data, and
 their gradients as the libraries use them.
 
 The library gradients are checked against an independent oracle: finite differences, in
 mpmath, of each library's loss written out here from its description (weights, detaches,
 clamps, straight-through), summed over a softmax's outcomes, at the pairs of
-verify.gradients.  The "Done when" list of the issue is one test each.
+verify.layers.gradients.  The "Done when" list of the issue is one test each.
 """
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ import sympy as sp
 
 from estimators import Estimator, Usage, registry
 from finite_differences import central_difference
-from verify import UsageError
-from verify import gradients as G
+from verify.errors import UsageError
+from verify.layers import gradients
+from verify.layers.gradients.nonseparable import general_gradient
+from verify.layers.gradients.usage import library_gradients
 from verify.cli import main
-from verify.expression import R, as_expression
+from verify.core.expression import RATIO, as_expression
 
 REGISTRY = registry()
 CATALOG = sorted(name for name, e in REGISTRY.items() if e.usage is not None)
@@ -30,7 +32,7 @@ REQUIRED = (
     "slime_k3", "slime_low_var_kl", "slime_k3_is", "slime_low_var_kl_is", "nemo_rl_k1", "nemo_rl_k2", "nemo_rl_k3",
     "roll_k3", "roll_full", "skyrl_k3", "areal_k1", "deepspeed_chat_k1", "nemo_aligner_abs",
 )
-PAIRS = {(p.family, p.regime): p for p in G.PAIRS}
+PAIRS = {(p.family, p.regime): p for p in gradients.PAIRS}
 # finite differences in mpmath: step 1e-12 at 40 digits leaves ~25 correct digits
 FD_DPS, FD_STEP, FD_ATOL = 40, mpmath.mpf("1e-12"), 1e-15
 
@@ -38,7 +40,7 @@ FD_DPS, FD_STEP, FD_ATOL = 40, mpmath.mpf("1e-12"), 1e-15
 @functools.lru_cache(maxsize=None)
 def library_rows(name):
     """{(mode, family, regime): GradientResult} of one entry as its library uses it."""
-    return {(r.mode, r.family, r.regime): r for r in G.gradient_details(REGISTRY[name])}
+    return {(r.mode, r.family, r.regime): r for r in gradients.gradient_details(REGISTRY[name])}
 
 
 # ---------------------------------------------------------------------- the entries
@@ -99,7 +101,7 @@ def test_implementations_compute_their_value_function_in_float64(name):
     """Inputs of float64 (no cast) or exactly representable in float32: the value is f(r)
     to the working precision (an error of the formula, not of rounding, would show)."""
     estimator = REGISTRY[name]
-    f = sp.lambdify(R, as_expression(estimator.expr), "mpmath")
+    f = sp.lambdify(RATIO, as_expression(estimator.expr), "mpmath")
     logp = np.array([-0.75, -2.5, -0.125, -30.0, -1.0, -13.0])
     logq = np.array([-1.25, -0.5, -0.126953125, -0.5, -1.0, -1.0])
     values = np.asarray(estimator.numeric(logp, logq), dtype=np.float64)
@@ -124,20 +126,21 @@ def test_low_precision_findings_are_kept():
 # ------------------------------------------------------------------- library modes
 
 def test_library_modes_by_kind():
-    assert [m.name for m in G.library_modes(REGISTRY["verl_low_var_kl"])] == ["loss", "loss_offpolicy", "reward"]
-    assert [m.name for m in G.library_modes(REGISTRY["trl_ppo_k1"])] == ["reward"]
-    assert [m.name for m in G.library_modes(REGISTRY["trl_grpo_k3_is"])] == ["loss", "loss_offpolicy"]
+    assert [m.name for m in gradients.library_modes(REGISTRY["verl_low_var_kl"])] == \
+        ["loss", "loss_offpolicy", "reward"]
+    assert [m.name for m in gradients.library_modes(REGISTRY["trl_ppo_k1"])] == ["reward"]
+    assert [m.name for m in gradients.library_modes(REGISTRY["trl_grpo_k3_is"])] == ["loss", "loss_offpolicy"]
     with pytest.raises(UsageError):
-        G.gradient_table(REGISTRY["trl_ppo_k1"], ["loss"])
+        gradients.gradient_table(REGISTRY["trl_ppo_k1"], ["loss"])
     with pytest.raises(UsageError):
-        G.library_modes(REGISTRY["k3"])
+        gradients.library_modes(REGISTRY["k3"])
     with pytest.raises(UsageError):
-        G.gradient_table(REGISTRY["roll_full"], ["loss"], as_used=False)
+        gradients.gradient_table(REGISTRY["roll_full"], ["loss"], as_used=False)
 
 
 def _f(expr_text):
     expr = as_expression(expr_text)
-    return sp.lambdify(R, expr, "mpmath")
+    return sp.lambdify(RATIO, expr, "mpmath")
 
 
 def _softmax_log(logits):
@@ -197,7 +200,7 @@ def _finite_difference(objective, theta0):
     return central_difference(objective, theta0, FD_STEP)
 
 
-CASES = [(name, mode.name, regime) for name in CATALOG for mode in G.library_modes(REGISTRY[name])
+CASES = [(name, mode.name, regime) for name in CATALOG for mode in gradients.library_modes(REGISTRY[name])
          for regime in ("near", "far")]
 
 
@@ -216,10 +219,10 @@ def test_library_gradient_matches_finite_differences_of_its_loss(name, mode, reg
 def test_general_path_on_a_separable_weight_agrees_with_the_engine():
     """The mpmath path (a weight inside a clamp) and the tanh-sinh engine agree where
     both apply: slime_k3_is off-policy on the far normal pair."""
-    mode = next(m for m in G.library_modes(REGISTRY["slime_k3_is"]) if m.name == "loss_offpolicy")
+    mode = next(m for m in gradients.library_modes(REGISTRY["slime_k3_is"]) if m.name == "loss_offpolicy")
     pair = PAIRS[("normal", "far")]
-    general, general_error = G._general_gradient(mode, pair)
-    engine, engine_error = G._library_gradients(mode, [pair])[0]
+    general, general_error = general_gradient(mode, pair)
+    engine, engine_error = library_gradients(mode, [pair])[0]
     assert np.linalg.norm(general - engine) <= general_error + engine_error
 
 
@@ -303,17 +306,17 @@ def test_cli_reports_library_modes(capsys):
 
 
 def test_library_sweep_runs_from_near_to_far():
-    rows = [r for r in G.library_sweep(REGISTRY["verl_low_var_kl"]) if r["mode"] == "loss"]
+    rows = [r for r in gradients.library_sweep(REGISTRY["verl_low_var_kl"]) if r["mode"] == "loss"]
     kls = [r["kl_qp"] for r in rows]
     assert kls == sorted(kls) and kls[0] < 1e-3 < 0.5 < kls[-1]
     assert rows[0]["gradient_of"] == "kl_pq" and rows[-1]["gradient_of"] == "biased"
-    plus = [r for r in G.library_sweep(REGISTRY["verl_low_var_kl_plus"]) if r["mode"] == "loss"]
+    plus = [r for r in gradients.library_sweep(REGISTRY["verl_low_var_kl_plus"]) if r["mode"] == "loss"]
     assert all(r["cosine_kl_qp"] == 1.0 for r in plus)
 
 
 def test_libraries_report_renders_deterministically():
-    from verify.libraries import library_data, library_task
-    from verify.report_libraries import libraries_figure, render_libraries
+    from verify.layers.gradients.libraries import library_data, library_task
+    from verify.report.libraries import libraries_figure, render_libraries
 
     names = ["verl_low_var_kl", "trl_ppo_k1", "roll_full"]
     subset = {name: REGISTRY[name] for name in names}
@@ -329,7 +332,7 @@ def test_libraries_report_renders_deterministically():
 
 
 def test_exhaustive_16bit_sign_check():
-    from verify.libraries import nonnegative_16bit
+    from verify.layers.gradients.libraries import nonnegative_16bit
     from verify.strategies import numpy_dtype
 
     low_var_kl = nonnegative_16bit(REGISTRY["verl_low_var_kl"])

@@ -9,7 +9,7 @@ library writes it (``logprob`` = log q, the policy; ``ref`` = log p; ``old`` = l
   sides (every log ratio the library can form from a 16-bit subtraction with 0), and a
   dense deterministic set of pairs in [-60, 0].
 - Gradients: the expected gradient of each library mode, by torch autograd in float64 on
-  the softmax pairs of verify.gradients (the outcomes enumerated), equals the harness's
+  the softmax pairs of verify.layers.gradients (the outcomes enumerated), equals the harness's
   exact result within its error bound (plus float64 rounding of the oracle).
 
 Without torch the module is skipped, except under CI=true, where a missing torch fails.
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from estimators import registry
-from verify import gradients as G
+from verify.layers import gradients
 
 if os.environ.get("CI"):
     import torch  # noqa: F401 - under CI a missing torch must fail, not skip
@@ -253,13 +253,14 @@ def _oracle_gradient(name, mode, pair):
     return gradient.numpy()
 
 
-CASES = [(name, mode.name, regime) for name in CATALOG for mode in G.library_modes(REGISTRY[name])
+CASES = [(name, mode.name, regime) for name in CATALOG for mode in gradients.library_modes(REGISTRY[name])
          for regime in ("near", "far")]
 
 
 @pytest.mark.parametrize("name, mode, regime", CASES, ids=[f"{n}-{m}-{r}" for n, m, r in CASES])
 def test_expected_gradients_equal_autograd_of_the_twin(name, mode, regime):
-    pair = next(p for p in G.PAIRS if (p.family, p.regime) == ("softmax", regime))
-    result = next(r for r in G.gradient_details(REGISTRY[name], [mode]) if (r.family, r.regime) == ("softmax", regime))
+    pair = next(p for p in gradients.PAIRS if (p.family, p.regime) == ("softmax", regime))
+    result = next(r for r in gradients.gradient_details(REGISTRY[name], [mode])
+                  if (r.family, r.regime) == ("softmax", regime))
     oracle = _oracle_gradient(name, mode, pair)
     assert np.linalg.norm(np.array(result.gradient) - oracle) <= result.error + ORACLE_ATOL, (result.gradient, oracle)

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from verify import UsageError
+from verify.errors import UsageError
 from verify.cli import main
-from verify.expression import parse_expression
+from verify.core.expression import parse_expression
 
 HOSTILE = [
     '__import__("os").system("touch /tmp/kl_verify_pwned")',
@@ -116,8 +116,10 @@ def test_check_loads_an_estimator_from_a_file(tmp_path, capsys):
 
 def test_gradients_mode_names_agree():
     """`verify gradients --mode` is checked without importing the layer: its list must match."""
-    import verify.commands.gradients as command
-    from verify import gradients
+    import verify.cli.gradients as command
+    from verify.core import claims
+    from verify.layers import gradients
 
-    assert command.MODE_NAMES == gradients.MODE_NAMES
-    assert set(gradients.LIBRARY_MODE_NAMES) <= set(command.MODE_NAMES)
+    assert command.MODE_NAMES is claims.MODE_NAMES
+    assert tuple(mode.name for mode in gradients.MODES) == claims.MODE_NAMES
+    assert set(claims.LIBRARY_MODE_NAMES) <= set(claims.MODE_NAMES)

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from estimators import registry
-from verify import UsageError
+from verify.errors import UsageError
 from verify.cli import main
-from verify.crosscheck import unbiasedness_disagreements
-from verify.exact import (SWEEP_FAMILIES, closed_form_kl, kl_divergences, moments, parse_family,
+from verify.run.crosscheck import unbiasedness_disagreements
+from verify.layers.exact import (SWEEP_FAMILIES, closed_form_kl, kl_divergences, moments, parse_family,
                           sweep, sweep_moments)
-from verify.exact.moments import JSON_KEYS, VALUE_KEYS
-from verify.expression import as_expression
+from verify.layers.exact.moments import JSON_KEYS, VALUE_KEYS
+from verify.core.expression import as_expression
 
 REFERENCES = json.loads((Path(__file__).parent / "data" / "exact_references.json").read_text())
-# Targets of issue 3: means and KLs to 1e-8 relative, variances to 1e-6 relative.
+# The targets: means and KLs to 1e-8 relative, variances to 1e-6 relative.
 MEAN_RTOL = 1e-8
 KL_RTOL = 1e-8
 VARIANCE_RTOL = 1e-6
@@ -123,6 +123,24 @@ def test_bad_specs_are_usage_errors(spec):
     assert "\n" not in str(info.value)
 
 
+def test_spec_syntax_refuses_bad_text_without_numpy():
+    """verify.core.specs reads a spec before any heavy import (the CLI calls it first);
+    verify.api.targets keeps the name."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom verify.core.specs import spec_syntax\nfrom verify.errors import UsageError\n"
+            "try:\n    spec_syntax('norm(0, 1')\nexcept UsageError as error:\n    print(error)\n"
+            "print([m for m in ('numpy', 'scipy', 'sympy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["bad distribution spec: syntax error at column 5: '(' was never closed", "[]"]
+    from verify.api.targets import spec_syntax
+    from verify.core.specs import spec_syntax as in_core
+
+    assert spec_syntax is in_core
+
+
 def test_different_supports_are_accepted_and_unsupported_overlaps_are_usage_errors():
     # q on the real line, p on a half-line: q has mass 1/2 where r = 0
     result = moments(_expr("k1"), parse_family("gamma(2)"), parse_family("norm(0, 1)"))
@@ -214,7 +232,7 @@ def test_crosscheck_agrees_and_disagrees():
 
 
 def test_seed_table_is_bias_against_forward_kl():
-    from verify.exact import reproductions
+    from verify.layers.exact import reproductions
 
     data = reproductions(samples=20_000)
     rows = {r["estimator"]: r for r in data["tables"]["seed_000"]["rows"]}
@@ -228,20 +246,20 @@ def test_seed_table_is_bias_against_forward_kl():
 
 
 # ---------------------------------------------------------------------------------
-# issue 9: every case against tests/data/issue9_references.json
-# (made by scripts/make_issue9_references.py, mpmath, digits stated per literal)
+# the hard cells: every case against tests/data/hard_cell_references.json
+# (made by scripts/make_hard_cell_references.py, mpmath, digits stated per literal)
 
-ISSUE9 = json.loads((Path(__file__).parent / "data" / "issue9_references.json").read_text())
-# Targets of issue 9: values to 1e-9 relative, variances to 1e-5 relative.
-ISSUE9_RTOL = 1e-9
-ISSUE9_VARIANCE_RTOL = 1e-5
+HARD_CELLS = json.loads((Path(__file__).parent / "data" / "hard_cell_references.json").read_text())
+# The targets of the hard cells: values to 1e-9 relative, variances to 1e-5 relative.
+HARD_CELL_RTOL = 1e-9
+HARD_CELL_VARIANCE_RTOL = 1e-5
 
 
-def _issue9_spec(spec, tmp_path):
+def _hard_cell_spec(spec, tmp_path):
     import importlib.util
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "make_issue9_references.py"
-    module_spec = importlib.util.spec_from_file_location("_issue9_refs", script)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_hard_cell_references.py"
+    module_spec = importlib.util.spec_from_file_location("_hard_cell_refs", script)
     module = importlib.util.module_from_spec(module_spec)
     import sys
     sys.path.insert(0, str(script.parent))
@@ -271,35 +289,35 @@ def _check_value(value, error, literal, rtol, what):
         f"{what}: true error {deviation:.3g} exceeds the reported bound {error:.3g}")
 
 
-@pytest.mark.parametrize("cell", ISSUE9["cells"], ids=lambda c: f"item{c['item']}:{c['p'][:30]}|{c['q'][:30]}")
-def test_issue9_cells(cell, tmp_path):
-    p = parse_family(_issue9_spec(cell["p"], tmp_path))
-    q = parse_family(_issue9_spec(cell["q"], tmp_path))
+@pytest.mark.parametrize("cell", HARD_CELLS["cells"], ids=lambda c: f"item{c['item']}:{c['p'][:30]}|{c['q'][:30]}")
+def test_hard_cells(cell, tmp_path):
+    p = parse_family(_hard_cell_spec(cell["p"], tmp_path))
+    q = parse_family(_hard_cell_spec(cell["q"], tmp_path))
     names = set(cell.get("mean", {})) | set(cell.get("variance", {})) | set(cell.get("log10_variance", {})) or {"k1"}
     for name in sorted(names):
         result = moments(_expr(name), p, q)
         if name in cell.get("mean", {}):
-            _check_value(result.mean, result.mean_abs_error, cell["mean"][name], ISSUE9_RTOL, f"{name} mean")
+            _check_value(result.mean, result.mean_abs_error, cell["mean"][name], HARD_CELL_RTOL, f"{name} mean")
         if name in cell.get("variance", {}):
             _check_value(result.variance, result.variance_abs_error, cell["variance"][name],
-                         ISSUE9_VARIANCE_RTOL, f"{name} variance")
+                         HARD_CELL_VARIANCE_RTOL, f"{name} variance")
         if name in cell.get("log10_variance", {}):
             big = result.big("variance")
             assert big is not None, f"{name}: the variance should be beyond float64, got {result.variance!r}"
             log10, rel, _ = big
             reference = float(cell["log10_variance"][name]["value"])
             # 1e-5 relative on the variance is 4.3e-6 on its log10
-            assert abs(log10 - reference) <= math.log10(1 + ISSUE9_VARIANCE_RTOL)
+            assert abs(log10 - reference) <= math.log10(1 + HARD_CELL_VARIANCE_RTOL)
             assert abs(log10 - reference) <= math.log10(1 + rel) + 1e-9, "bound exceeded"
             text = result.as_json(name)
             assert isinstance(text["variance"], str) and "e+" in text["variance"]
             assert "variance" not in text["infinite"]
     for key in ("kl_qp", "kl_pq", "p_mass_outside_q"):
         if key in cell:
-            _check_value(getattr(result, key), getattr(result, key + "_abs_error"), cell[key], ISSUE9_RTOL, key)
+            _check_value(getattr(result, key), getattr(result, key + "_abs_error"), cell[key], HARD_CELL_RTOL, key)
 
 
-def test_issue9_cli_answers_partially(capsys):
+def test_hard_cell_cli_answers_partially(capsys):
     # KL(p||q) diverges logarithmically; the mean and KL(q||p) are still answers, exit 0
     assert main(["moments", "k3", "--p", "t(2, 0, 1)", "--q", "norm(0, 1)", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -310,8 +328,8 @@ def test_issue9_cli_answers_partially(capsys):
 
 
 def test_growth_of_the_builtins():
-    from verify.exact.evaluate import compile_estimator
-    from verify.exact.tails import growth
+    from verify.layers.exact.evaluate import compile_estimator
+    from verify.layers.exact.tails import growth
 
     def lead(name, direction):
         series = growth(compile_estimator(_expr(name)), direction)

@@ -14,11 +14,26 @@ from hypothesis import given, settings
 from hypothesis.errors import InvalidArgument
 
 from estimators import Estimator, registry
-from verify import UsageError
-from verify.claims import DTYPES, FLOATING
-from verify.floating import DTYPE_INFO, Reference, check_callable, check_claims, fp_results_for_report, ulp
+from verify.errors import UsageError
+from verify.core.claims import DTYPES, FLOATING
+from verify.layers import floating
+from verify.layers.floating import DTYPE_INFO, Reference, check_callable, fp_results_for_report, ulp
 from verify.strategies import log_prob_pairs, numpy_dtype, round_to_dtype
-from verify.targets import resolve
+from verify.api.targets import resolve
+
+
+def check_claims(estimator, names, profile="ci"):
+    """The layer's verdicts for claims spelled ``claim@dtype``, one dtype at a time (as the
+    API calls it), keyed by those names."""
+    by_dtype = {}
+    for name in names:
+        claim, _, dtype = name.partition("@")
+        by_dtype.setdefault(dtype, []).append(claim)
+    verdicts = {}
+    for dtype, claims in by_dtype.items():
+        found = floating.check_claims(estimator, claims, dtype, profile=profile)
+        verdicts.update({f"{claim}@{dtype}": verdict for claim, verdict in found.items()})
+    return {name: verdicts[name] for name in names}
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,11 +116,10 @@ def test_registry_holds_its_declared_fp_claims(name):
 
 
 def test_registry_sixteen_bit_claims_are_proved_exhaustively():
-    from verify import floating
-    from verify.floating.exhaustive import all_values
+    from verify.layers.floating.exhaustive import all_values
 
     verdicts = check_claims(registry()["k2"], [f"{c}@bfloat16" for c in FLOATING], profile="dev")
-    pairs = len(all_values(numpy_dtype("bfloat16"), floating.SWEEP_DOMAIN)) ** 2
+    pairs = len(all_values(numpy_dtype("bfloat16"), floating.tolerances.SWEEP_DOMAIN)) ** 2
     for claim, verdict in verdicts.items():
         assert verdict.verdict == "proved", (claim, verdict)
         assert f"all {pairs:,} (logp, logq) pairs of bfloat16" in verdict.detail
@@ -160,10 +174,10 @@ def test_absolute_tolerance_accepts_tiny_errors():
         return (np.expm1(t) - t + 1e-9).astype(np.float32)
 
     expr = "(r - 1) - log(r)"
-    strict = check_callable(k3_plus_offset, expr, claims=["fp_accurate"], dtypes=["float32"], profile="dev")
-    loose = check_callable(k3_plus_offset, expr, claims=["fp_accurate"], dtypes=["float32"], profile="dev", fp_atol=1e-8)
-    assert strict["fp_accurate@float32"].verdict == "refuted"
-    assert loose["fp_accurate@float32"].verdict == "tested", loose
+    strict = check_callable(k3_plus_offset, expr, "float32", claims=["fp_accurate"], profile="dev")
+    loose = check_callable(k3_plus_offset, expr, "float32", claims=["fp_accurate"], profile="dev", fp_atol=1e-8)
+    assert strict["fp_accurate"].verdict == "refuted"
+    assert loose["fp_accurate"].verdict == "tested", loose
 
 
 def test_wrong_formula_fails_matches_expression():
@@ -171,27 +185,29 @@ def test_wrong_formula_fails_matches_expression():
         t = np.asarray(logp, np.float64) - np.asarray(logq, np.float64)
         return (t * t / 2).astype(np.asarray(logp).dtype)
 
-    verdicts = check_callable(k2_called_k3, "(r - 1) - log(r)", claims=["fp_matches_expression"],
-                              dtypes=["float32"], profile="dev")
-    assert verdicts["fp_matches_expression@float32"].verdict == "refuted"
+    verdicts = check_callable(k2_called_k3, "(r - 1) - log(r)", "float32", claims=["fp_matches_expression"],
+                              profile="dev")
+    assert verdicts["fp_matches_expression"].verdict == "refuted"
 
 
 def test_dtype_changing_or_raising_implementation_is_undecided_not_proved():
     def broken(logp, logq):
         raise RuntimeError("boom")
 
-    verdicts = check_callable(broken, "-log(r)", claims=["fp_finite"], dtypes=["float16"], profile="dev")
-    assert verdicts["fp_finite@float16"].verdict == "undecided"
+    verdicts = check_callable(broken, "-log(r)", "float16", claims=["fp_finite"], profile="dev")
+    assert verdicts["fp_finite"].verdict == "undecided"
 
 
 def test_bad_input_is_a_usage_error():
     estimator = registry()["k3"]
     with pytest.raises(UsageError):
-        check_claims(estimator, ["fp_finite@float32"], profile="nightly")
+        floating.check_claims(estimator, ["fp_finite"], "float32", profile="nightly")
     with pytest.raises(UsageError):
-        check_claims(estimator, ["nonnegative"], profile="ci")
+        floating.check_claims(estimator, ["nonnegative"], "float32", profile="ci")
     with pytest.raises(UsageError):
-        check_claims(Estimator(name="x", expr="r"), ["fp_finite@float32"], profile="ci")
+        floating.check_claims(estimator, ["fp_finite"], "float8", profile="ci")
+    with pytest.raises(UsageError):
+        floating.check_claims(Estimator(name="x", expr="r"), ["fp_finite"], "float32", profile="ci")
 
 
 def test_report_data_is_plain_and_deterministic():
@@ -211,13 +227,13 @@ def test_report_data_is_plain_and_deterministic():
 _WORST_AFTER_IMPORTS = """
 import json, sys
 if sys.argv[1] == "crowded":  # what pytest or the other layers of `verify all` load first
-    import verify.gradients, verify.exact, verify.symbolic, verify.report, verify.collect, verify.choosing
+    import verify.layers.gradients, verify.layers.exact, verify.layers.symbolic, verify.report, verify.run.collect, verify.run.choosing
     sys.path.insert(0, "tests")
     import test_gradients, test_exact, test_symbolic
 from estimators import registry
-from verify.floating import check_claims
-claim = "fp_accurate@float64"
-print(json.dumps(check_claims(registry()["k2"], [claim], profile="ci")[claim].as_json(), sort_keys=True))
+from verify.layers.floating import check_claims
+print(json.dumps(check_claims(registry()["k2"], ["fp_accurate"], "float64", profile="ci")["fp_accurate"].as_json(),
+                 sort_keys=True))
 """
 
 
@@ -270,7 +286,7 @@ def test_reference_converges_where_low_precision_gives_zero():
     """k3 at a tiny log ratio is 0 at 128 and 256 bits; the reference must still find
     t**2/2 (it once compared 8192 bits with the zero and gave up)."""
     import mpmath
-    from verify.floating import Reference
+    from verify.layers.floating import Reference
 
     t = mpmath.mpf(-2.802596928649634e-45)
     with mpmath.workprec(400):
@@ -287,13 +303,13 @@ def test_enclosures_contain_the_exact_value(name):
     expression; and they are far narrower than a 16-bit ulp."""
     import sympy as sp
 
-    from verify.expression import R, as_expression
-    from verify.floating.interval import IntervalFunction, TaylorModel, Unsupported
+    from verify.core.expression import RATIO, as_expression
+    from verify.layers.floating.interval import IntervalFunction, TaylorModel, Unsupported
 
     expr = ("Min(Max(exp(Min(Max(log(r), -20), 20)) - 1 - Min(Max(log(r), -20), 20), -10), 10)"
             if name == "libraries_k3_clamped" else registry()[name].expr)
     t = sp.Symbol("t", real=True)
-    f = as_expression(expr).subs(R, sp.exp(t))
+    f = as_expression(expr).subs(RATIO, sp.exp(t))
     enclosure = IntervalFunction(f, t)
     try:
         taylor = TaylorModel(f, t)

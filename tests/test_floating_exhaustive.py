@@ -26,9 +26,10 @@ import mpmath
 import numpy as np
 import pytest
 
-from verify.claims import FLOATING
-from verify.floating import check_claims
-from verify.targets import resolve
+from verify.core.claims import FLOATING
+from verify.layers.floating import check_claims
+from verify.layers.floating.dtype_run import DtypeRun, numpy_implementation
+from verify.api.targets import resolve
 
 NUMPY = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
 ROWS = 64
@@ -99,13 +100,14 @@ CASES = {
 
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request):
-    from verify import floating
+    from verify.layers.floating import tolerances
 
     target, dtype, domain, in_range, accuracy = CASES[request.param]
     estimator = resolve(target)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(floating, "SWEEP_DOMAIN", domain)
-        verdicts = check_claims(estimator, [f"{c}@{dtype}" for c in FLOATING], profile="ci")
+        patch.setattr(tolerances, "SWEEP_DOMAIN", domain)
+        found = check_claims(estimator, list(FLOATING), dtype, profile="ci")
+        verdicts = {f"{c}@{dtype}": verdict for c, verdict in found.items()}
     counts, pairs = enumerate_independently(estimator.numeric, dtype, domain, in_range, accuracy)
     return estimator, dtype, verdicts, counts, pairs, accuracy
 
@@ -176,13 +178,13 @@ def test_vectorised_decisions_agree_with_the_exact_judge_pair_by_pair(target, dt
     and the Taylor model's ball included; float16: 65 values near -0.5) the
     enumeration's failure counts equal those of the exact per-pair judge (mpmath at the
     exact inputs) run on every pair."""
-    from verify import floating
-    from verify.floating.exhaustive import all_values, enumerate_pairs
+    from verify.layers import floating
+    from verify.layers.floating.exhaustive import all_values, enumerate_pairs
 
     estimator = resolve(target)
-    run = floating._DtypeRun(floating.DTYPE_INFO[dtype], floating._implementation(estimator),
-                             floating.Reference(estimator.expr), floating.ACCURATE_ULPS)
-    enclosures = run._enclosures()
+    run = DtypeRun(floating.DTYPE_INFO[dtype], numpy_implementation(estimator), floating.Reference(estimator.expr),
+                   floating.ACCURATE_ULPS)
+    enclosures = run.enclosures()
     tally = enumerate_pairs(run.info, NUMPY[dtype], domain, run.evaluate_exact, list(FLOATING),
                             enclosure=enclosures.function, taylor=enclosures.taylor,
                             derivative=enclosures.derivative, accurate_ulps=run.accurate_ulps, atol=0.0,
@@ -204,13 +206,13 @@ def test_vectorised_decisions_agree_with_the_exact_judge_pair_by_pair(target, dt
 def test_the_tally_does_not_depend_on_chunks_or_workers(target, monkeypatch):
     """Failure counts, kept examples, worst errors and the pairs left to the exact judge
     are the same with one row per chunk or many, swept here or in two forked workers."""
-    from verify import floating
-    from verify.floating import exhaustive
+    from verify.layers import floating
+    from verify.layers.floating import exhaustive
 
     estimator = resolve(target)
-    run = floating._DtypeRun(floating.DTYPE_INFO["bfloat16"], floating._implementation(estimator),
-                             floating.Reference(estimator.expr), floating.ACCURATE_ULPS)
-    enclosures = run._enclosures()
+    run = DtypeRun(floating.DTYPE_INFO["bfloat16"], numpy_implementation(estimator), floating.Reference(estimator.expr),
+                   floating.ACCURATE_ULPS)
+    enclosures = run.enclosures()
 
     def sweep(workers):
         tally = exhaustive.enumerate_pairs(
@@ -251,14 +253,14 @@ def test_the_compiled_kernel_gives_the_vectorised_tally(target, dtype, domain, m
     """The compiled kernel (numba) passes pairs, counts fp_accurate failures and picks the
     worst errors exactly as the NumPy sweep does: the same failure counts, kept examples,
     worst errors, pairs left to mpmath and pairs queued for it."""
-    from verify import floating
-    from verify.floating import exhaustive
+    from verify.layers import floating
+    from verify.layers.floating import exhaustive, kernel
 
-    assert exhaustive._numba() is not None, "numba (a dependency) compiles the kernel"
+    assert kernel.load_numba() is not None, "numba (a dependency) compiles the kernel"
     estimator = resolve(target)
-    run = floating._DtypeRun(floating.DTYPE_INFO[dtype], floating._implementation(estimator),
-                             floating.Reference(estimator.expr), floating.ACCURATE_ULPS)
-    enclosures = run._enclosures()
+    run = DtypeRun(floating.DTYPE_INFO[dtype], numpy_implementation(estimator), floating.Reference(estimator.expr),
+                   floating.ACCURATE_ULPS)
+    enclosures = run.enclosures()
 
     def sweep():
         tally = exhaustive.enumerate_pairs(
@@ -269,13 +271,13 @@ def test_the_compiled_kernel_gives_the_vectorised_tally(target, dtype, domain, m
                 tally.settled_by_mpmath, tally.unsettled, tally.undefined)
 
     compiled = sweep()
-    assert exhaustive._Sweep(run.info, NUMPY[dtype], domain, run.evaluate_exact, list(FLOATING),
-                             enclosures.function, enclosures.taylor, enclosures.derivative, run.accurate_ulps, 0.0,
-                             floating.MATCH_ULPS).kernel is not None
-    monkeypatch.setattr(exhaustive, "_NUMBA", False)  # the NumPy sweep
-    assert exhaustive._Sweep(run.info, NUMPY[dtype], domain, run.evaluate_exact, list(FLOATING),
-                             enclosures.function, enclosures.taylor, enclosures.derivative, run.accurate_ulps, 0.0,
-                             floating.MATCH_ULPS).kernel is None
+    assert exhaustive.SweepPlan(run.info, NUMPY[dtype], domain, run.evaluate_exact, list(FLOATING),
+                                enclosures.function, enclosures.taylor, enclosures.derivative, run.accurate_ulps, 0.0,
+                                floating.MATCH_ULPS).kernel is not None
+    monkeypatch.setattr(kernel, "_NUMBA", False)  # the NumPy sweep
+    assert exhaustive.SweepPlan(run.info, NUMPY[dtype], domain, run.evaluate_exact, list(FLOATING),
+                                enclosures.function, enclosures.taylor, enclosures.derivative, run.accurate_ulps, 0.0,
+                                floating.MATCH_ULPS).kernel is None
     assert sweep() == compiled
 
 
@@ -284,10 +286,10 @@ def test_the_kernel_tape_is_the_interval_evaluation():
     ``IntervalFunction`` itself, bit for bit, on points and intervals (every instruction)."""
     import sympy as sp
 
-    from verify.floating import exhaustive
-    from verify.floating.interval import IntervalFunction
+    from verify.layers.floating import kernel
+    from verify.layers.floating.interval import IntervalFunction
 
-    assert exhaustive._kernel() is not None, "numba (a dependency) compiles the kernel"
+    assert kernel.interpreting_kernel() is not None, "numba (a dependency) compiles the kernel"
     t = sp.Symbol("t", real=True)
     expressions = [sp.exp(t) - 1 - t, -t, t ** 2 / 2, sp.log(1 + sp.exp(t)), sp.sqrt(sp.Abs(t) + 1),
                    sp.Min(sp.Max(sp.exp(sp.Min(sp.Max(t, -20), 20)) - 1 - sp.Min(sp.Max(t, -20), 20), -10), 10),
@@ -301,6 +303,6 @@ def test_the_kernel_tape_is_the_interval_evaluation():
             lo, hi = function(t_lo, t_hi)
             registers = np.empty(len(codes)), np.empty(len(codes))
             for i in range(len(points)):
-                got = exhaustive._enclose_tape(float(t_lo[i]), float(t_hi[i]), codes, constants, *registers)
+                got = kernel._enclose_tape(float(t_lo[i]), float(t_hi[i]), codes, constants, *registers)
                 assert np.array_equal(np.array(got), np.array([lo[i], hi[i]]), equal_nan=True), (
                     expression, t_lo[i], t_hi[i], got, lo[i], hi[i])

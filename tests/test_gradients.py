@@ -1,4 +1,4 @@
-"""Tests of verify.gradients: exact expected gradients as a loss or a reward.
+"""Tests of verify.layers.gradients: exact expected gradients as a loss or a reward.
 
 References are computed here with mpmath, independently of the code under test:
 finite differences of KL (exact sums and mpmath.quad), finite differences of each
@@ -16,12 +16,16 @@ import sympy as sp
 
 from estimators import registry
 from finite_differences import central_difference
-from verify import UsageError
-from verify import gradients as G
+from verify.errors import UsageError
+from verify.core.dtypes import EPS
+from verify.layers import gradients
+from verify.layers.gradients.compiled import compile_expression
+from verify.layers.gradients.crosscheck import _CLAIM_CHECKS
+from verify.layers.gradients.normal import _breakpoints
 from verify.cli import main
-from verify.expression import R, as_expression
+from verify.core.expression import RATIO, as_expression
 
-PAIRS = {(p.family, p.regime): p for p in G.PAIRS}
+PAIRS = {(p.family, p.regime): p for p in gradients.PAIRS}
 REGISTRY = registry()
 
 # Finite differences in mpmath at FD_DPS digits with step FD_STEP: the central
@@ -34,7 +38,7 @@ FD_ATOL = 1e-15
 
 def _rows(target, modes=None, as_used=False):
     """Generic modes by default (catalog entries too): the library modes are tested in test_catalog.py."""
-    return {(r["mode"], r["family"], r["regime"]): r for r in G.gradient_table(target, modes, as_used=as_used)}
+    return {(r["mode"], r["family"], r["regime"]): r for r in gradients.gradient_table(target, modes, as_used=as_used)}
 
 
 FUNCTIONS_OF_R = sorted(name for name, e in REGISTRY.items() if e.expr is not None)
@@ -71,7 +75,7 @@ def _normal_kl(theta, p):
 @pytest.mark.parametrize("key", sorted(PAIRS), ids="/".join)
 def test_grad_kl_matches_finite_differences(key):
     pair = PAIRS[key]
-    grad_qp, grad_pq, error_qp, error_pq = G.reference_gradients(pair)
+    grad_qp, grad_pq, error_qp, error_pq = gradients.reference_gradients(pair)
     kl = _softmax_kl if pair.family == "softmax" else _normal_kl
     with mpmath.workdps(FD_DPS):
         theta = [mpmath.mpf(v) for v in pair.theta]
@@ -86,7 +90,7 @@ def test_grad_kl_matches_finite_differences(key):
             fd_pq = float((pq_up - pq_down) / (2 * FD_STEP))
             assert abs(grad_qp[i] - fd_qp) <= error_qp + FD_ATOL, (key, i, grad_qp[i], fd_qp)
             assert abs(grad_pq[i] - fd_pq) <= error_pq + FD_ATOL, (key, i, grad_pq[i], fd_pq)
-        assert float(kl(theta, p)[0]) == pytest.approx(G.kl_qp_value(pair), rel=1e-12)
+        assert float(kl(theta, p)[0]) == pytest.approx(gradients.kl_qp_value(pair), rel=1e-12)
 
 
 # ---------------------------------------- modes: the autograd semantics, independently
@@ -100,7 +104,7 @@ def _surrogate_gradient(expr, mode_name, pair):
     loss_is_weighted: sum_x q_old(x) (q_theta/q_old) f(p/q_theta)
     straight_through: sum_x s(x) [f(p/q_theta0) + k2(p/q_theta) - k2(p/q_theta0)]
     """
-    f = sp.lambdify(R, expr, "mpmath")
+    f = sp.lambdify(RATIO, expr, "mpmath")
 
     def k2(r):
         return mpmath.log(r) ** 2 / 2
@@ -130,12 +134,12 @@ def _surrogate_gradient(expr, mode_name, pair):
     return central_difference(objective, theta0, FD_STEP)
 
 
-@pytest.mark.parametrize("mode", G.MODE_NAMES)
+@pytest.mark.parametrize("mode", gradients.MODE_NAMES)
 @pytest.mark.parametrize("name", ["k3", "k4", "verl_low_var_kl"])
 def test_modes_match_their_autograd_definition(name, mode):
     pair = PAIRS[("softmax", "far")]
     expr = as_expression(REGISTRY[name].expr)
-    gradient, error = G.expected_gradient(REGISTRY[name], mode, "softmax", "far")
+    gradient, error = gradients.expected_gradient(REGISTRY[name], mode, "softmax", "far")
     with mpmath.workdps(FD_DPS):
         reference = _surrogate_gradient(expr, mode, pair)
     assert np.linalg.norm(gradient - reference) <= error + FD_ATOL, (gradient, reference)
@@ -145,13 +149,13 @@ def test_modes_match_their_autograd_definition(name, mode):
 
 def _normal_reference(expr, mode, pair, dps=25):
     """mpmath.quad of E_s[[w] ([f] + pathwise) score], built from f(r) and d/dr f."""
-    f = sp.lambdify(R, expr, "mpmath")
-    fprime = sp.lambdify(R, sp.diff(expr.rewrite(sp.Piecewise), R), "mpmath")
+    f = sp.lambdify(RATIO, expr, "mpmath")
+    fprime = sp.lambdify(RATIO, sp.diff(expr.rewrite(sp.Piecewise), RATIO), "mpmath")
     (m, s), (mp_, sp_) = pair.theta, pair.p
     sampler = pair.theta if mode.samples_from == "q_theta" else pair.theta_old
-    kinks = G._compile(expr).kinks + (0.0,)
+    kinks = compile_expression(expr).kinks + (0.0,)
     sigma = mpmath.exp(s)
-    points = sorted(set(G._breakpoints(pair, kinks, sampler[0])) | {m - float(sigma), m + float(sigma)})
+    points = sorted(set(_breakpoints(pair, kinks, sampler[0])) | {m - float(sigma), m + float(sigma)})
 
     def logpdf(x, loc, log_scale):
         return -((x - loc) / mpmath.exp(log_scale)) ** 2 / 2 - log_scale - mpmath.log(2 * mpmath.pi) / 2
@@ -187,8 +191,8 @@ def _normal_reference(expr, mode, pair, dps=25):
 ])
 def test_normal_quadrature_within_its_error_bound(name, mode, regime):
     expr = as_expression(REGISTRY[name].expr)
-    gradient, error = G.expected_gradient(REGISTRY[name], mode, "normal", regime)
-    reference = _normal_reference(expr, G.parse_modes([mode])[0], PAIRS[("normal", regime)])
+    gradient, error = gradients.expected_gradient(REGISTRY[name], mode, "normal", regime)
+    reference = _normal_reference(expr, gradients.parse_modes([mode])[0], PAIRS[("normal", regime)])
     assert np.linalg.norm(gradient - reference) <= error, (gradient, reference, error)
     # the bound is small enough to separate every verdict of the sweep
     assert error <= 1e-8 * max(1.0, float(np.linalg.norm(reference)))
@@ -215,7 +219,7 @@ KNOWN = [
 @pytest.mark.parametrize("name, mode, expected", KNOWN, ids=lambda v: str(v))
 def test_known_gradients_on_every_pair(name, mode, expected):
     rows = _rows(REGISTRY[name], [mode])
-    assert len(rows) == len(G.PAIRS)
+    assert len(rows) == len(gradients.PAIRS)
     for key, row in rows.items():
         assert row["gradient_of"] == expected, (key, row)
 
@@ -234,7 +238,8 @@ def test_clamped_k3_is_biased_once_the_clamp_is_active():
     # far: the clamp is active on an outcome / region with noticeable p-mass
     assert rows[("loss", "softmax", "far")]["gradient_of"] == "biased"
     assert rows[("loss", "normal", "far")]["gradient_of"] == "biased"
-    assert G._compile(as_expression(REGISTRY["verl_low_var_kl"].expr)).kinks[2] == pytest.approx(2.6108686, abs=1e-6)
+    kinks = compile_expression(as_expression(REGISTRY["verl_low_var_kl"].expr)).kinks
+    assert kinks[2] == pytest.approx(2.6108686, abs=1e-6)
 
 
 def test_k4_gradient_near_and_far():
@@ -263,31 +268,31 @@ def test_constant_multiples_are_recognised():
 
 
 def test_rows_have_exactly_the_issue_keys_and_are_deterministic():
-    first = G.gradient_table(REGISTRY["k4"])
-    second = G.gradient_table(REGISTRY["k4"])
+    first = gradients.gradient_table(REGISTRY["k4"])
+    second = gradients.gradient_table(REGISTRY["k4"])
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
-    assert len(first) == len(G.MODES) * len(G.PAIRS)
+    assert len(first) == len(gradients.MODES) * len(gradients.PAIRS)
     for row in first:
-        assert tuple(sorted(row)) == tuple(sorted(G.ROW_KEYS))
-        assert row["gradient_of"] in G.GRADIENT_OF
+        assert tuple(sorted(row)) == tuple(sorted(gradients.ROW_KEYS))
+        assert row["gradient_of"] in gradients.GRADIENT_OF
         assert row["regime"] in ("near", "far")
     kl = {(r["family"], r["regime"]): r["kl_qp"] for r in first}
     assert all(5e-4 < kl[(f, "near")] < 2e-3 and 0.5 < kl[(f, "far")] < 2 for f in ("softmax", "normal"))
 
 
 def test_rf_prime_is_accurate_near_r_equal_one():
-    compiled = G._compile(as_expression(REGISTRY["k3"].expr))
+    compiled = compile_expression(as_expression(REGISTRY["k3"].expr))
     t = np.array([-1e-12, 1e-9, 3e-6])
     with mpmath.workdps(40):
         exact = [float(mpmath.expm1(mpmath.mpf(float(v)))) for v in t]
-    np.testing.assert_allclose(compiled.dg_np(t), exact, rtol=4 * G.EPS, atol=0)
+    np.testing.assert_allclose(compiled.dg_np(t), exact, rtol=4 * EPS, atol=0)
 
 
 def test_divergent_expectations_are_undecided():
-    with pytest.raises(G.GradientUndecided):
-        G.gradient_table("exp(r)", ["loss"])
-    with pytest.raises(G.GradientUndecided):  # E_q[r^2 score] diverges for the far normal pair
-        G.gradient_table("r**2", ["loss"])
+    with pytest.raises(gradients.GradientUndecided):
+        gradients.gradient_table("exp(r)", ["loss"])
+    with pytest.raises(gradients.GradientUndecided):  # E_q[r^2 score] diverges for the far normal pair
+        gradients.gradient_table("r**2", ["loss"])
 
 
 # --------------------------------------------------------- symbolic cross-check
@@ -295,21 +300,22 @@ def test_divergent_expectations_are_undecided():
 def test_declared_gradient_claims_agree_with_the_exact_gradients():
     for name in FUNCTIONS_OF_R:
         estimator = REGISTRY[name]
-        declared = {c: "proved" for c in estimator.claims if c in dict.fromkeys(G._CLAIM_CHECKS)}
-        rows = G.gradient_table(estimator, ["loss", "reward"], as_used=False)
-        assert G.symbolic_disagreements(declared, rows) == [], name
+        declared = {c: "proved" for c in estimator.claims if c in dict.fromkeys(_CLAIM_CHECKS)}
+        rows = gradients.gradient_table(estimator, ["loss", "reward"], as_used=False)
+        assert gradients.symbolic_disagreements(declared, rows) == [], name
 
 
 def test_symbolic_disagreements_are_reported():
-    rows = G.gradient_table(REGISTRY["k1"], ["loss", "reward"])
+    rows = gradients.gradient_table(REGISTRY["k1"], ["loss", "reward"])
     consistent = {"loss_grad_zero": "proved", "reward_grad_kl_qp": "proved",
                   "loss_grad_kl_qp": "refuted", "loss_grad_kl_pq": "refuted"}
-    assert G.symbolic_disagreements(consistent, rows) == []
-    assert len(G.symbolic_disagreements({**consistent, "loss_grad_zero": "refuted"}, rows)) == 1
-    assert len(G.symbolic_disagreements({**consistent, "loss_grad_kl_qp": "proved"}, rows)) == 1
-    assert G.symbolic_disagreements({"loss_grad_kl_qp": "undecided"}, rows) == []
+    assert gradients.symbolic_disagreements(consistent, rows) == []
+    assert len(gradients.symbolic_disagreements({**consistent, "loss_grad_zero": "refuted"}, rows)) == 1
+    assert len(gradients.symbolic_disagreements({**consistent, "loss_grad_kl_qp": "proved"}, rows)) == 1
+    assert gradients.symbolic_disagreements({"loss_grad_kl_qp": "undecided"}, rows) == []
     # modes absent from the results are not checked
-    assert G.symbolic_disagreements({"reward_grad_kl_qp": "refuted"}, G.gradient_table(REGISTRY["k1"], ["loss"])) == []
+    loss_rows = gradients.gradient_table(REGISTRY["k1"], ["loss"])
+    assert gradients.symbolic_disagreements({"reward_grad_kl_qp": "refuted"}, loss_rows) == []
 
 
 # ------------------------------------------------------------------------ CLI
@@ -318,7 +324,7 @@ def test_cli_json_for_one_target(capsys):
     assert main(["gradients", "k2", "--mode", "loss", "--json", "--no-cross-check"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["estimator"] == "k2"
-    assert [r["gradient_of"] for r in payload["results"]] == ["kl_qp"] * len(G.PAIRS)
+    assert [r["gradient_of"] for r in payload["results"]] == ["kl_qp"] * len(gradients.PAIRS)
 
 
 def test_cli_text_table(capsys):
@@ -343,7 +349,7 @@ def test_cli_undecided_exit_code(capsys):
 
 
 def test_parse_modes():
-    assert G.parse_modes(None) == G.MODES
-    assert [m.name for m in G.parse_modes(["reward", "loss"])] == ["loss", "reward"]
+    assert gradients.parse_modes(None) == gradients.MODES
+    assert [m.name for m in gradients.parse_modes(["reward", "loss"])] == ["loss", "reward"]
     with pytest.raises(UsageError):
-        G.parse_modes(["nope"])
+        gradients.parse_modes(["nope"])

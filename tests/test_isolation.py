@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from verify import api
-from verify.isolation import run_isolated, send
+from verify.api.isolation import run_isolated, send
 
 HOSTILE = Path(__file__).parent / "data" / "hostile.py"
 EXIT_AT_IMPORT = Path(__file__).parent / "data" / "exit_at_import.py"

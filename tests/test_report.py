@@ -8,7 +8,11 @@ import pytest
 
 import estimators
 from verify import report
-from verify.choosing import mse, rank
+from verify.report.estimator_page import estimator_page, worst_errors_table
+from verify.report.figures import comparison_figures, comparison_files, comparison_groups, estimator_figures, figure_label
+from verify.report.index import VERDICT_TABLE_COLUMNS, verdict_tables
+from verify.report.text import bound_text, tied_order, value_with_bound, verdict_markdown
+from verify.run.choosing import mse, rank
 from verify.cli import main
 
 
@@ -19,13 +23,13 @@ def test_values_within_their_bounds_tie():
                     {"estimator": "k2", "mse": 0.5, "abs_error": 1e-15},
                     {"estimator": "k9", "mse": math.inf, "abs_error": 0.0}])
     assert [(e["estimator"], e["rank"]) for e in entries] == [("k1", 1), ("k3", 1), ("k2", 3), ("k9", 4)]
-    assert report._tied_order([("k3", 1.2e-16, 1e-15), ("k1", 2.3e-16, 1e-15), ("k2", 0.5, 1e-15)]) == \
+    assert tied_order([("k3", 1.2e-16, 1e-15), ("k1", 2.3e-16, 1e-15), ("k2", 0.5, 1e-15)]) == \
         "k1 (0 (± 2e-15)) = k3 (0 (± 2e-15)) < k2 (0.5)"
     # printed bounds are rounded up, never down
-    assert report._bound_text(1.4e-15) == "2e-15" and report._bound_text(9.5e-13) == "1e-12"
-    assert report._bound_text(0.031) == "0.04" and report._bound_text(3e-7) in ("3e-07", "4e-07")
-    assert report._with_bound(3e-3, 1e-15) == "0.003"
-    assert report._with_bound(math.inf, 0.0) == "∞"
+    assert bound_text(1.4e-15) == "2e-15" and bound_text(9.5e-13) == "1e-12"
+    assert bound_text(0.031) == "0.04" and bound_text(3e-7) in ("3e-07", "4e-07")
+    assert value_with_bound(3e-3, 1e-15) == "0.003"
+    assert value_with_bound(math.inf, 0.0) == "∞"
 
 
 def test_mse_is_bias_squared_plus_variance_over_n():
@@ -38,16 +42,16 @@ def test_mse_is_bias_squared_plus_variance_over_n():
 
 
 def test_refuted_is_an_alarm_only_when_declared():
-    assert report._mark("refuted", declared=False) == "refuted"
-    assert report._mark("refuted", declared=True) == "**refuted**"
-    assert report._mark("proved", declared=True) == "proved"
+    assert verdict_markdown("refuted", declared=False) == "refuted"
+    assert verdict_markdown("refuted", declared=True) == "**refuted**"
+    assert verdict_markdown("proved", declared=True) == "proved"
 
 
 def test_comparison_figures_hold_at_most_8_estimators_per_axes():
     results = {"estimators": {f"e{i}": {"moments": {"norm": []}} for i in range(11)}}
-    groups = report._comparison_groups(results)
+    groups = comparison_groups(results)
     assert [len(g) for g in groups] == [8, 3]
-    assert report._comparison_files(results, "norm") == ["compare_norm_1.png", "compare_norm_2.png"]
+    assert comparison_files(results, "norm") == ["compare_norm_1.png", "compare_norm_2.png"]
 
 
 def _png_dpi(data: bytes) -> float:
@@ -63,7 +67,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def small_reports(tmp_path_factory):
-    import verify.commands.all as command
+    import verify.cli.all as command
 
     out = tmp_path_factory.mktemp("reports")
     full = estimators.registry()
@@ -122,13 +126,13 @@ def test_every_page_links_the_claims_reference(small_reports):
 
 
 def test_softmax_gradient_mse_agrees_with_a_plain_enumeration():
-    """Two computations: verify.choosing (mpmath sums of the closed forms) and a direct
+    """Two computations: verify.run.choosing (mpmath sums of the closed forms) and a direct
     float64 enumeration of E|g - grad KL|^2 and of the per-outcome gradients."""
     import numpy as np
 
-    from verify.choosing import softmax_gradient_mse
-    from verify.expression import as_expression
-    from verify.gradients import PAIRS, expected_gradient
+    from verify.layers.gradients import softmax_gradient_mse
+    from verify.core.expression import as_expression
+    from verify.layers.gradients import PAIRS, expected_gradient
 
     for text, slope in [("r - 1 - log(r)", lambda r: r - 1), ("log(r)**2/2", np.log)]:
         for pair in (p for p in PAIRS if p.family == "softmax"):
@@ -167,9 +171,9 @@ def test_every_axes_has_at_most_8_lines(monkeypatch):
         original(figure)
 
     monkeypatch.setattr(plt, "close", count_then_close)
-    report._figures("e", record)
+    estimator_figures("e", record)
     one_family = dict(record, moments={"family0": sweep})
-    report._comparison_figures({"estimators": {f"e{i}": one_family for i in range(11)}})
+    comparison_figures({"estimators": {f"e{i}": one_family for i in range(11)}})
     assert counts and max(counts) <= 8 and max(counts) == 8
 
 
@@ -178,7 +182,7 @@ def test_libraries_cosine_figure_shows_the_whole_cosine_range(monkeypatch):
     point drawn is inside its limits (a sweep down to cosine -0.99 here)."""
     import matplotlib.pyplot as plt
 
-    from verify.report_libraries import libraries_figure
+    from verify.report.libraries import libraries_figure
 
     sweep = [{"mode": "loss", "kl_qp": k, "cosine_kl_qp": c} for k, c in ((1e-3, -0.99), (0.1, 0.2), (1.0, 1.0))]
     entry = {"library": "lib", "default_for": ["loss"], "kinds": ["loss"], "sweep": sweep}
@@ -207,7 +211,7 @@ def test_worst_errors_are_one_row_per_dtype():
     claims = {f"{c}@{d}": {"verdict": "proved", "worst": worst if d == "float16" else other}
               for c in ("fp_nonnegative", "fp_finite", "fp_accurate", "fp_matches_expression")
               for d in ("float16", "float32")}
-    lines = report._worst_errors({"claims": claims})
+    lines = worst_errors_table({"claims": claims})
     rows = [line for line in lines if line.startswith("| float")]
     assert [row.split("|")[1].strip() for row in rows] == ["float32", "float16"]
     assert all(row.count("`fp_") == 4 for row in rows)
@@ -220,10 +224,10 @@ def test_verdict_tables_are_legible():
     record = {"declared": [], "claims": {"nonnegative": {"verdict": "proved"}}}
     results = {"estimators": {n: record for n in names},
                "libraries": {n: {} for n in names if n not in ("k1", "k3")}}
-    lines = report._matrix(results, ["nonnegative"])
+    lines = verdict_tables(results, ["nonnegative"])
     headers = [line for line in lines if line.startswith("| claim |")]
     columns = [h.strip("|").split("|")[1:] for h in headers]
-    assert all(len(c) <= report.MATRIX_COLUMNS for c in columns)
+    assert all(len(c) <= VERDICT_TABLE_COLUMNS for c in columns)
     assert [c.strip() for c in columns[0]] == ["k1", "k3"]
     assert sorted(n.strip() for c in columns for n in c) == sorted(names)
 
@@ -232,9 +236,9 @@ def test_shared_figures_are_titled_by_f_and_every_entry_sharing_it():
     """A page whose figures are drawn once for every entry with the same f names f and all
     of them (not the one entry that owns the files)."""
     record = {"expression": "r - log(r) - 1"}
-    label = report._figure_label(record, ["k3", "slime_k3", "trl_grpo_k3"])
+    label = figure_label(record, ["k3", "slime_k3", "trl_grpo_k3"])
     assert "r - log(r) - 1" in label and all(n in label.replace("\n", " ") for n in ("k3", "slime_k3", "trl_grpo_k3"))
-    page = report._estimator_page("trl_grpo_k3", {"expression": "r - log(r) - 1", "source": "", "description": "",
+    page = estimator_page("trl_grpo_k3", {"expression": "r - log(r) - 1", "source": "", "description": "",
                                                   "errors": [], "claims": {}, "curve": {"f": [0.0]}},
                                   figures="k3", shared=["k3", "slime_k3", "trl_grpo_k3"])
     assert "figures/k3_f.png" in page and "`slime_k3`, `trl_grpo_k3`" in page

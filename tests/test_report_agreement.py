@@ -6,7 +6,7 @@ pages' gradient tables and of choosing.md's reward and loss rankings is parsed b
 the Markdown and compared with the CLI's row for the same (estimator, mode, family,
 regime): no row may disagree, and no row may be missing or extra.
 
-Two records are walked: one built here by verify.collect for the entries of the issue's
+Two records are walked: one built here by verify.run.collect for the entries of the issue's
 contradictions (and k1, k3 for choosing.md), and the committed reports/results.json for
 every entry (test_all.py keeps reports/ equal to what `verify all` writes).
 """
@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 
 import estimators
-from verify import report
+from verify.report import canonical_results
+from verify.report.choosing import choosing_page
+from verify.report.estimator_page import estimator_page
 from verify.cli import main
-from verify.report_libraries import render_libraries
+from verify.report.libraries import render_libraries
 
 REPO = Path(__file__).resolve().parent.parent
 # the issue's contradictions: straight-through or importance-weighted terms whose library
@@ -101,7 +103,7 @@ def check_libraries_page(results, names):
 def check_entry_page(results, name):
     """An entry page's gradient table: every row is the CLI's, none missing."""
     record = results["estimators"][name]
-    text = report._estimator_page(name, record)
+    text = estimator_page(name, record)
     heading = next(line for line in text.splitlines() if line.startswith("## Gradients"))
     expected = cli_rows(name)
     shown = {}
@@ -122,7 +124,7 @@ def check_choosing_page(results):
     """choosing.md: the reward and loss rankings state the CLI's gradient for each estimator
     (`verify gradients NAME --mode reward|loss`), rank an exact match first, and list the
     batch sizes in numeric order."""
-    text = report._choosing(results)
+    text = choosing_page(results)
     checked = 0
     for mode, what in (("reward", "expected REINFORCE gradient"), ("loss", "loss gradient")):
         headings = [line for line in text.splitlines() if line.startswith("### ") and line.endswith(f", {what}")]
@@ -173,12 +175,12 @@ def check_choosing_page(results):
 
 @pytest.fixture(scope="module")
 def small_record():
-    """A record from verify.collect (the gradient layer only) for the contradictions, k1 and k3."""
-    from verify.collect import collect
+    """A record from verify.run.collect (the gradient layer only) for the contradictions, k1 and k3."""
+    from verify.run.collect import collect
 
     full = estimators.registry()
     names = CONTRADICTIONS + ("k1", "k3")
-    return report._canonical(collect({n: full[n] for n in names}, layers=("gradients",), jobs=2))
+    return canonical_results(collect({n: full[n] for n in names}, layers=("gradients",), jobs=2))
 
 
 def test_library_rows_are_what_the_cli_prints(small_record):
@@ -196,7 +198,7 @@ def test_library_rows_are_what_the_cli_prints(small_record):
 def test_choosing_reward_answer_is_the_cli_reward_gradient(small_record):
     """The reward question is ranked by the REINFORCE gradient `verify gradients NAME --mode
     reward` prints (k1 follows grad KL(q||p), k3 does not), not by the value's MSE."""
-    text = report._choosing(small_record)
+    text = choosing_page(small_record)
     assert "## Reward use: a KL penalty in the reward (REINFORCE)" in text
     assert check_choosing_page(small_record) > 0
     for name in ("k1", "k3"):
@@ -213,7 +215,7 @@ def test_choosing_reward_answer_is_the_cli_reward_gradient(small_record):
 def test_committed_reports_agree_with_the_cli():
     """Every gradient row of the committed record's libraries.md, entry pages and
     choosing.md against a fresh CLI run."""
-    results = report._canonical(json.loads((REPO / "reports" / "results.json").read_text()))
+    results = canonical_results(json.loads((REPO / "reports" / "results.json").read_text()))
     catalog = sorted(results.get("libraries") or {})
     check_libraries_page(results, catalog)
     for name in results["estimators"]:

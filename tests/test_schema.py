@@ -60,7 +60,7 @@ def test_gradients_output_follows_its_schema(argv, capsys):
 
 
 def test_results_json_follows_its_schema(tmp_path, monkeypatch, capsys):
-    import verify.commands.all as command
+    import verify.cli.all as command
 
     full = estimators.registry()
     monkeypatch.setattr(command, "load_registry", lambda: {"k1": full["k1"], "k3": full["k3"]})

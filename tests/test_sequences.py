@@ -1,4 +1,4 @@
-"""verify.sequences: exact enumeration of a small autoregressive model (V = 4, T = 3).
+"""verify.layers.gradients.sequences: exact enumeration of a small autoregressive model (V = 4, T = 3).
 
 The references are finite differences, in mpmath, of objectives written out here: the
 exact sequence KL (a sum over the 64 sequences), and TRL's per-token k3 loss with the
@@ -12,7 +12,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from verify import sequences as S
+from verify.layers.gradients import sequences
 
 SHIFT = 0.8
 FD_DPS, FD_STEP, FD_ATOL = 40, mpmath.mpf("1e-15"), 1e-20
@@ -21,22 +21,23 @@ PARAMETERS = (0, 3, 5, 10, 22, 41, 47, 60, 71, 83)
 
 
 def _model(theta, shift):
-    q_logits, p_logits = S._logits(shift)
-    log_q = [S._log_softmax(theta[i * S.VOCABULARY:(i + 1) * S.VOCABULARY]) for i in range(len(S.CONTEXTS))]
-    log_p = [S._log_softmax([mpmath.mpf(v) for v in row]) for row in p_logits]
+    q_logits, p_logits = sequences._logits(shift)
+    size = sequences.VOCABULARY
+    log_q = [sequences._log_softmax(theta[i * size:(i + 1) * size]) for i in range(len(sequences.CONTEXTS))]
+    log_p = [sequences._log_softmax([mpmath.mpf(v) for v in row]) for row in p_logits]
     return log_q, log_p
 
 
 def _theta0(shift):
-    q_logits, _ = S._logits(shift)
+    q_logits, _ = sequences._logits(shift)
     return [mpmath.mpf(v) for row in q_logits for v in row]
 
 
 def _sequence_kl(theta, shift):
     log_q, log_p = _model(theta, shift)
     total = []
-    for sequence in itertools.product(range(S.VOCABULARY), repeat=S.LENGTH):
-        rows = [S._ROW[sequence[:t]] for t in range(S.LENGTH)]
+    for sequence in itertools.product(range(sequences.VOCABULARY), repeat=sequences.LENGTH):
+        rows = [sequences._ROW[sequence[:t]] for t in range(sequences.LENGTH)]
         log_q_seq = mpmath.fsum(log_q[row][y] for row, y in zip(rows, sequence))
         log_p_seq = mpmath.fsum(log_p[row][y] for row, y in zip(rows, sequence))
         total.append(mpmath.exp(log_q_seq) * (log_q_seq - log_p_seq))
@@ -49,10 +50,11 @@ def _trl_sequence_loss(theta, shift, theta0):
     log_q, log_p = _model(theta, shift)
     log_old, _ = _model(theta0, shift)
     total = []
-    for sequence in itertools.product(range(S.VOCABULARY), repeat=S.LENGTH):
-        rows = [S._ROW[sequence[:t]] for t in range(S.LENGTH)]
+    for sequence in itertools.product(range(sequences.VOCABULARY), repeat=sequences.LENGTH):
+        rows = [sequences._ROW[sequence[:t]] for t in range(sequences.LENGTH)]
         probability = mpmath.exp(mpmath.fsum(log_old[row][y] for row, y in zip(rows, sequence)))
-        weight = mpmath.exp(mpmath.fsum(log_q[row][y] - log_old[row][y] for row, y in zip(rows, sequence)) / S.LENGTH)
+        log_weight = mpmath.fsum(log_q[row][y] - log_old[row][y] for row, y in zip(rows, sequence))
+        weight = mpmath.exp(log_weight / sequences.LENGTH)
         k3 = []
         for row, y in zip(rows, sequence):
             log_ratio = log_p[row][y] - log_q[row][y]
@@ -70,7 +72,7 @@ def _fd(objective, theta0, index):
 
 @pytest.fixture(scope="module")
 def vectors():
-    return S.sequence_gradients(SHIFT)
+    return sequences.sequence_gradients(SHIFT)
 
 
 def test_correct_gradient_is_the_gradient_of_the_sequence_kl(vectors):
@@ -111,7 +113,7 @@ def test_which_per_token_loss_gives_the_sequence_gradient(vectors):
 
 
 def test_report_is_plain_deterministic_data():
-    first, second = S.sequence_report(), S.sequence_report()
+    first, second = sequences.sequence_report(), sequences.sequence_report()
     assert first == second
     assert first["sequences"] == 64 and first["parameters"] == 84
     for case in first["cases"]:

@@ -10,18 +10,18 @@ from hypothesis import given, settings, strategies as st
 
 import estimators
 from recheck import recheck
-from verify.claims import EXPECTATION, GRADIENT, POINTWISE, SYMBOLIC
-from verify.expression import R, as_expression, as_expression_with_domain, parse_expression
+from verify.core.claims import EXPECTATION, GRADIENT, POINTWISE, SYMBOLIC
+from verify.core.expression import RATIO, as_expression, as_expression_with_domain, parse_expression
 import time
 
-from verify import UsageError
-from verify.symbolic import decide
-from verify.certified import Point
-from verify.symbolic.bounds import (
+from verify.errors import UsageError
+from verify.layers.symbolic import decide
+from verify.layers.symbolic.certified import Point
+from verify.layers.symbolic.bounds import (
     bounded_growth_power, certified_roots, certified_sign_cover, dominant_sign_on_tail, leading_term,
 )
-from verify.symbolic.values import INF, ONE, ZERO
-from verify.timelimit import TimedOut, run_all
+from verify.layers.symbolic.values import INF, ONE, ZERO
+from verify.core.timelimit import TimedOut, run_all
 
 REGISTRY = estimators.registry()
 TIMEOUT = 20.0  # generous: these tests check verdicts, not speed (benchmarks/ measures speed)
@@ -120,21 +120,21 @@ KNOWN = {
     "r - 1 - log(r) + exp(log(r - 2)) - r + 2 + 0*r": dict(zero_at_one=X),
     # negative only for r < 2**-400
     "r - 1 - log(r) - 1e-6*log(r)**4": dict(nonnegative=X, locally_unbiased=P),
-    # issue 11: clamps beyond the scanned range.  r f'(r) is 0 on one piece and -1 on the
+    # a hard case: clamps beyond the scanned range.  r f'(r) is 0 on one piece and -1 on the
     # other (0 != -1 is certain), and f + log r differs between the pieces
     "Min(-log(r), 200)": dict(unbiased_kl_qp=X, loss_grad_zero=X, reward_grad_kl_qp=X, linear_growth_in_log_ratio=P),
     "Max(-log(r), -1000)": dict(unbiased_kl_qp=X, loss_grad_zero=X, reward_grad_kl_qp=X, convex=P),
     "-log(r) + Max(log(r) - 50, 0)": dict(unbiased_kl_qp=X, loss_grad_zero=X, reward_grad_kl_qp=X),
-    # issue 11: zero on the whole of (1 - 1.4e-6, 1 + 1.4e-6): f(r) = f(1) there, and
+    # a hard case: zero on the whole of (1 - 1.4e-6, 1 + 1.4e-6): f(r) = f(1) there, and
     # r f'(r) - r is -1 on the k3 pieces but -r on the flat one
     "Max(r - 1 - log(r), 1e-12) - 1e-12": dict(nonnegative=P, unique_minimum_at_one=X, loss_grad_kl_pq=X),
-    # issue 11: f'(1-) = -oo, f'(1+) = +oo: not differentiable at 1
+    # a hard case: f'(1-) = -oo, f'(1+) = +oo: not differentiable at 1
     "sqrt(Abs(r - 1))": dict(locally_unbiased=X, unique_minimum_at_one=P),
-    # issue 11: f = e^h - 1 with h = (r - 1) log r >= 0 (= 0 only at r = 1), and
+    # a hard case: f = e^h - 1 with h = (r - 1) log r >= 0 (= 0 only at r = 1), and
     # f'' = e^h (h'' + h'^2) with h'' = 1/r + 1/r^2 > 0; f''(1) = 2; grows like 1/r at 0
     "r**(r - 1) - 1": dict(nonnegative=P, unique_minimum_at_one=P, convex=P, locally_unbiased=X,
                           subexponential_growth=X),
-    # issue 11: growth of a sum: ~ r at oo (a power of r), ~ log(r)**2/2 at 0
+    # a hard case: growth of a sum: ~ r at oo (a power of r), ~ log(r)**2/2 at 0
     "log(r)**2/2 + (r - 1) - log(r)": dict(subexponential_growth=X, linear_growth_in_log_ratio=X,
                                            unique_minimum_at_one=P),
     # growth by leading terms: |log r|^1 at both ends (k1 plus a decaying term), and
@@ -166,7 +166,7 @@ small_rationals = st.fractions(min_value=-3, max_value=3, max_denominator=8).map
 @given(c=small_rationals)
 def test_control_variate_family_is_unbiased_for_kl_qp(c):
     """-log r + c (r - 1) is unbiased for KL(q||p) for every c."""
-    expr = -sp.log(R) + c * (R - 1)
+    expr = -sp.log(RATIO) + c * (RATIO - 1)
     assert decide(expr, ["unbiased_kl_qp", "zero_at_one"], timeout=TIMEOUT)["unbiased_kl_qp"].verdict == "proved"
 
 
@@ -174,7 +174,7 @@ def test_control_variate_family_is_unbiased_for_kl_qp(c):
 @given(c=small_rationals, a=small_rationals.filter(lambda a: a != 0),
        term=st.sampled_from(["log(r)**2", "(r - 1)**2", "sqrt(r)", "Abs(r - 1)", "log(r)**3"]))
 def test_adding_a_non_affine_term_breaks_unbiasedness(c, a, term):
-    expr = -sp.log(R) + c * (R - 1) + a * parse_expression(term)
+    expr = -sp.log(RATIO) + c * (RATIO - 1) + a * parse_expression(term)
     verdict = decide(expr, ["unbiased_kl_qp"], timeout=TIMEOUT)["unbiased_kl_qp"]
     assert verdict.verdict == "refuted", verdict
     assert recheck(expr, "unbiased_kl_qp", verdict.counterexample)
@@ -184,7 +184,7 @@ def test_adding_a_non_affine_term_breaks_unbiasedness(c, a, term):
 @given(c=small_rationals)
 def test_forward_kl_family(c):
     """r log r - (r - 1) + c (r - 1) is unbiased for KL(p||q), not for KL(q||p)."""
-    expr = R * sp.log(R) + (c - 1) * (R - 1)
+    expr = RATIO * sp.log(RATIO) + (c - 1) * (RATIO - 1)
     verdicts = decide(expr, ["unbiased_kl_pq", "unbiased_kl_qp"], timeout=TIMEOUT)
     assert verdicts["unbiased_kl_pq"].verdict == "proved"
     assert verdicts["unbiased_kl_qp"].verdict == "refuted"
@@ -193,7 +193,7 @@ def test_forward_kl_family(c):
 @settings(max_examples=6, deadline=None, derandomize=True, database=None)
 @given(scale=st.fractions(min_value=1, max_value=5, max_denominator=4).map(lambda f: sp.Rational(f.numerator, f.denominator)))
 def test_scaled_k3_keeps_sign_claims_and_is_locally_unbiased_only_at_scale_one(scale):
-    expr = scale * (R - 1 - sp.log(R))
+    expr = scale * (RATIO - 1 - sp.log(RATIO))
     verdicts = decide(expr, ["nonnegative", "unique_minimum_at_one", "convex", "locally_unbiased"], timeout=TIMEOUT)
     assert verdicts["nonnegative"].verdict == verdicts["unique_minimum_at_one"].verdict == "proved"
     assert verdicts["convex"].verdict == "proved"
@@ -279,7 +279,7 @@ def test_waiting_does_not_count_against_a_cpu_limit():
 
 
 def _step_then_spin():
-    from verify.timelimit import StepTimeExceeded, cpu_limited
+    from verify.core.timelimit import StepTimeExceeded, cpu_limited
 
     try:
         with cpu_limited(0.2):
@@ -292,7 +292,7 @@ def _step_then_spin():
 
 
 def _step_only():
-    from verify.timelimit import StepTimeExceeded, cpu_limited
+    from verify.core.timelimit import StepTimeExceeded, cpu_limited
 
     try:
         with cpu_limited(0.2):
@@ -322,7 +322,7 @@ def test_computing_past_the_cpu_limit_is_a_timeout():
     # k3 > 0 except at r = 1 (Taylor bound: f''(1) = 1 > 0), k3'' = 1/r^2 > 0
     ("r - 1 - log(r)", 0, True, True),
     ("r - 1 - log(r)", 2, False, True),
-    # r**(r-1) - 1 and its second derivative (issue 11)
+    # r**(r-1) - 1 and its second derivative
     ("r**(r - 1) - 1", 0, True, True),
     ("r**(r - 1) - 1", 2, False, True),
     # Jensen-Shannon generator: f'' = 1/(r (r + 1)) > 0
@@ -336,7 +336,7 @@ def test_computing_past_the_cpu_limit_is_a_timeout():
     ("(r - 1)**3", 0, False, False),
 ])
 def test_certified_sign_cover_known_answers(text, order, strict, expected):
-    h = sp.diff(parse_expression(text), R, order)
+    h = sp.diff(parse_expression(text), RATIO, order)
     assert certified_sign_cover(h, ZERO, INF, strict, {sp.S.One} if strict else None) is expected
 
 
@@ -364,7 +364,7 @@ def test_leading_term_is_none_outside_exponential_polynomials():
 def test_strict_cover_rejects_a_zero_at_a_piece_end():
     """(r - 1)**2 (2 - r) on the piece (1, 2): positive inside, but 0 at the end r = 2,
     where f(2) = f(1): a unique minimum at 1 must not be proved from the open pieces."""
-    h = (R - 1) ** 2 * (2 - R)
+    h = (RATIO - 1) ** 2 * (2 - RATIO)
     assert certified_sign_cover(h, ONE, Point.at(2), True, {sp.S.One}) is False
     assert certified_sign_cover(h, ONE, Point.at(2), False) is True
 
@@ -374,7 +374,7 @@ def test_certified_roots_of_a_transcendental_switch():
     Reference: mpmath.findroot at 50 digits, an independent computation."""
     import mpmath
 
-    found = certified_roots(R ** (R - 1) - 2, ZERO, INF)
+    found = certified_roots(RATIO ** (RATIO - 1) - 2, ZERO, INF)
     assert len(found) == 2
     with mpmath.workdps(50):
         g = lambda x: (x - 1) * mpmath.log(x) - mpmath.log(2)  # noqa: E731
@@ -404,8 +404,8 @@ def test_dominant_term_fixes_the_sign_of_a_tail():
     third (|u| e^(-3u/2) / e^(-2u) = |u| e^(u/2), at most 8 e^(-4) at |u| >= 8); interval
     arithmetic alone sees [-oo, oo] there.  A positive term sympy can sign (e^(-r)) may
     ride along."""
-    h = 1 / (2 * R ** 2) + 2 + sp.log(R) / (4 * R ** sp.Rational(3, 2))
+    h = 1 / (2 * RATIO ** 2) + 2 + sp.log(RATIO) / (4 * RATIO ** sp.Rational(3, 2))
     assert dominant_sign_on_tail(h, 8, -1) == 1
-    assert dominant_sign_on_tail(h + sp.exp(-R), 8, -1) == 1
-    assert dominant_sign_on_tail(h - sp.exp(-R), 8, -1) is None
+    assert dominant_sign_on_tail(h + sp.exp(-RATIO), 8, -1) == 1
+    assert dominant_sign_on_tail(h - sp.exp(-RATIO), 8, -1) is None
     assert dominant_sign_on_tail(-h, 8, -1) == -1

@@ -1,4 +1,4 @@
-"""The torch adapter (verify.frameworks): torch implementations through every
+"""The torch adapter (verify.core.frameworks): torch implementations through every
 floating-point path (check, fuzz, exhaustive 16-bit checks, the pytest plugin), with
 bit-exact conversions.
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from estimators import Estimator
-from verify import UsageError
+from verify.errors import UsageError
 from verify.cli import main
 from conftest import PART_OF_THE_DOMAIN  # the suite's part of the 16-bit domain
 
@@ -32,8 +32,8 @@ def _torch():
 
 torch = _torch()
 
-from verify import frameworks  # noqa: E402
-from verify.floating import check_callable  # noqa: E402
+from verify.core import frameworks  # noqa: E402
+from verify.layers.floating import check_callable  # noqa: E402
 
 pytest_plugins = ["pytester"]
 
@@ -114,23 +114,22 @@ def test_missing_torch_names_the_extra(monkeypatch):
     with pytest.raises(UsageError, match=r"pip install 'kl-verify\[torch\]'"):
         frameworks.as_numpy_callable(k1_upcast, "torch")
     with pytest.raises(UsageError, match=r"kl-verify\[torch\]"):
-        check_callable(k1_upcast, "-log(r)", claims=["fp_finite"], dtypes=["float16"], profile="dev",
-                       framework="torch")
+        check_callable(k1_upcast, "-log(r)", "float16", claims=["fp_finite"], profile="dev", framework="torch")
 
 
 def test_unknown_framework_is_rejected():
     with pytest.raises(ValueError, match="framework"):
         Estimator(name="x", expr="-log(r)", numeric=k1_upcast, framework="jax")
     with pytest.raises(UsageError, match="framework"):
-        check_callable(k1_upcast, "-log(r)", framework="jax")
+        check_callable(k1_upcast, "-log(r)", "float32", framework="jax")
 
 
 # ------------------------------------------------------- floating-point claims
 
 def test_bfloat16_k3_in_the_input_dtype_is_refuted_and_the_counterexample_rechecks_in_torch():
-    verdicts = check_callable(k3_in_input_dtype, "(r - 1) - log(r)", claims=["fp_nonnegative"],
-                              dtypes=["bfloat16"], profile="dev", framework="torch")
-    verdict = verdicts["fp_nonnegative@bfloat16"]
+    verdicts = check_callable(k3_in_input_dtype, "(r - 1) - log(r)", "bfloat16", claims=["fp_nonnegative"],
+                              profile="dev", framework="torch")
+    verdict = verdicts["fp_nonnegative"]
     assert verdict.verdict == "refuted"
     example = verdict.counterexample
     assert example["dtype"] == "bfloat16"
@@ -146,8 +145,10 @@ def test_bfloat16_k3_in_the_input_dtype_is_refuted_and_the_counterexample_rechec
 
 
 def test_a_careful_torch_implementation_passes():
-    verdicts = check_callable(k1_upcast, "-log(r)", claims=["fp_finite", "fp_accurate", "fp_matches_expression"],
-                              dtypes=["float32", "bfloat16"], profile="dev", framework="torch")
+    claims = ["fp_finite", "fp_accurate", "fp_matches_expression"]
+    verdicts = {f"{claim}@{dtype}": verdict for dtype in ("float32", "bfloat16")
+                for claim, verdict in check_callable(k1_upcast, "-log(r)", dtype, claims=claims, profile="dev",
+                                                     framework="torch").items()}
     # float32 is searched (tested); bfloat16 is enumerated pair by pair (proved)
     assert {c: v.verdict for c, v in verdicts.items()} == {
         f"{claim}@{dtype}": ("tested" if dtype == "float32" else "proved")
@@ -155,9 +156,9 @@ def test_a_careful_torch_implementation_passes():
 
 
 def test_exhaustive_bfloat16_check_runs_through_torch():
-    verdicts = check_callable(k2_in_input_dtype, "log(r)**2 / 2", claims=["fp_nonnegative"],
-                              dtypes=["bfloat16"], profile="thorough", framework="torch")
-    verdict = verdicts["fp_nonnegative@bfloat16"]
+    verdicts = check_callable(k2_in_input_dtype, "log(r)**2 / 2", "bfloat16", claims=["fp_nonnegative"],
+                              profile="thorough", framework="torch")
+    verdict = verdicts["fp_nonnegative"]
     assert verdict.verdict == "proved" and verdict.method == "exhaustive enumeration"
 
 
@@ -210,7 +211,7 @@ def test_naive(kl_fp_claims):
 
 
 # a session in a subprocess sweeps the suite's part of the domain too (the same code runs)
-SWEEP_PART = f"import verify.floating\nverify.floating.SWEEP_DOMAIN = {PART_OF_THE_DOMAIN!r}\n"
+SWEEP_PART = f"import verify.layers.floating.tolerances\nverify.layers.floating.tolerances.SWEEP_DOMAIN = {PART_OF_THE_DOMAIN!r}\n"
 
 
 def test_pytest_plugin_with_torch(pytester, monkeypatch):
@@ -230,13 +231,15 @@ def test_pytest_plugin_with_torch(pytester, monkeypatch):
 NO_TORCH_SCRIPT = '''
 import sys
 from estimators import registry
-from verify import cli, collect, floating, gradients, report
-from verify.commands import all as all_command
+from verify import cli, report
+from verify.run import collect
+from verify.layers import floating, gradients
+from verify.cli import all as all_command
 
 cli.build_parser()
 estimator = registry()["k3"]
 floating.fp_results_for_report(estimator, profile="dev", dtypes=("bfloat16",))
-floating.check_claims(estimator, ["fp_nonnegative@float16"], profile="dev")
+floating.check_claims(estimator, ["fp_nonnegative"], "float16", profile="dev")
 gradients.gradient_table(estimator, ["loss"])
 print("torch imported" if "torch" in sys.modules else "torch not imported")
 '''

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import pytest
 
-_PROFILES = ("dev", "ci", "thorough")
+from verify.core.claims import PROFILES
+
 _PASSING = ("proved", "tested")
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("kl_verify", "kl-verify floating-point claims")
-    group.addoption("--kl-verify-profile", default="ci", choices=_PROFILES,
+    group.addoption("--kl-verify-profile", default="ci", choices=PROFILES,
                     help="search profile for kl_fp_claims / assert_fp_claims (default: ci)")
 
 

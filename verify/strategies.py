@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 
-import ml_dtypes
 import numpy as np
 
 from estimators._numerics import round_to
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
+from verify.core.dtypes import DTYPES, LOG_PROB_DOMAIN, numpy_dtypes
 
 __all__ = [
     "DTYPES",
@@ -36,17 +36,7 @@ __all__ = [
     "log_prob_pairs",
 ]
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
-# The documented input domain of the floating-point claims: log-probabilities down to
-# -60 (p = 8.8e-27) cover every token log-probability a float32 softmax produces.
-LOG_PROB_DOMAIN = (-60.0, 0.0)
-
-_NUMPY = {
-    "float64": np.dtype(np.float64),
-    "float32": np.dtype(np.float32),
-    "float16": np.dtype(np.float16),
-    "bfloat16": np.dtype(ml_dtypes.bfloat16),
-}
+_NUMPY = numpy_dtypes()
 _UINT = {8: np.uint64, 4: np.uint32, 2: np.uint16}
 
 

@@ -1,0 +1,149 @@
+"""``fuzz`` and ``check_implementation``: the floating-point claims of implementations
+(the registry's, a user's file, any callable), the user's code in an isolated worker."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from verify.api.documents import json_document
+from verify.api.inputs import (abnormal, check_profile, check_timeout, parse_dtypes, resolve_estimator, user_code,
+                               with_failure)
+from verify.api.verdicts import floating_verdicts
+from verify.core.claims import DTYPES, FLOATING, Verdict, exit_code, expand_claims, split_claim
+from verify.errors import UsageError
+
+
+@dataclass(frozen=True)
+class FuzzResult:
+    """Floating-point verdicts per estimator and expanded claim (``fp_finite@float16``);
+    ``declared`` holds the claims each estimator declares (the exit code gates on them)."""
+
+    profile: str
+    dtypes: tuple[str, ...]
+    verdicts: Mapping[str, Mapping[str, Verdict]]
+    declared: Mapping[str, tuple[str, ...]]
+    failures: Mapping[str, str] = field(default_factory=dict)  # how the user's code ended early
+    output: str = field(default="", repr=False, compare=False)  # what the user's code printed
+
+    @property
+    def exit_code(self) -> int:
+        code = exit_code(self.verdicts[name][c].verdict for name in self.verdicts
+                         for c in self.declared[name] if c in self.verdicts[name])
+        return with_failure(code, "; ".join(self.failures.values()) or None)
+
+    def to_json(self) -> dict:
+        payload = {"profile": self.profile, "dtypes": list(self.dtypes), "estimators": {
+            name: {claim: dict(verdict.as_json(), declared=claim in self.declared[name])
+                   for claim, verdict in verdicts.items()} for name, verdicts in self.verdicts.items()}}
+        if self.failures:
+            payload["failures"] = dict(self.failures)
+        return json_document("fuzz", payload)
+
+
+def _fuzz_one(estimator, claims, profile, on_group):
+    """One estimator's floating-point verdicts, dtype by dtype."""
+    if estimator.numeric is None:
+        raise UsageError(f"estimator {estimator.name!r} has no numeric implementation")
+    floating_verdicts(estimator, claims, profile, on_group)
+    return tuple(expand_claims([c for c in estimator.claims if c.split("@")[0] in FLOATING]))
+
+
+def _fuzz_in_worker(target, claims, profile):
+    from verify.api.isolation import send
+
+    estimator = resolve_estimator(target)
+    send(("name", estimator.name))
+    return _fuzz_one(estimator, claims, profile, lambda verdicts: send(("verdicts", verdicts)))
+
+
+def fuzz(target=None, dtypes: Sequence[str] | str = DTYPES, *, profile: str = "ci",
+         progress: Callable[[str, str], None] | None = None, timeout: float | None = None) -> FuzzResult:
+    """Every floating-point claim of one estimator's numeric implementation (None: every
+    registered estimator that has one), in the given dtypes.  ``progress(name, dtype)``
+    is called after each dtype.  The user's code runs in an isolated worker under a
+    wall-clock limit of ``timeout`` seconds (None: ``verify.api.isolation.DEFAULT_SECONDS``)."""
+    from verify.api.targets import load_registry
+
+    chosen_dtypes = parse_dtypes(dtypes)
+    check_profile(profile)
+    check_timeout(timeout)
+    claims = [f"{c}@{d}" for c in FLOATING for d in chosen_dtypes]
+    verdicts, declared, failures, outputs = {}, {}, {}, []
+    if target is not None and user_code(target):
+        from verify.api.isolation import DEFAULT_SECONDS, run_isolated
+
+        found: dict[str, Verdict] = {}
+        name = [target if isinstance(target, str) else getattr(target, "name", "?")]
+
+        def on_message(message):
+            if message[0] == "name":
+                name[0] = message[1]
+                return
+            found.update(message[1])
+            if progress is not None:
+                progress(name[0], next(iter(message[1])).partition("@")[2])
+
+        outcome = run_isolated(_fuzz_in_worker, (target, claims, profile), on_message=on_message,
+                               seconds=timeout if timeout is not None else DEFAULT_SECONDS)
+        verdicts[name[0]] = {claim: found.get(claim) or abnormal(outcome.failure) for claim in claims}
+        declared[name[0]] = outcome.value if outcome.failure is None else ()
+        if outcome.failure is not None:
+            failures[name[0]] = outcome.failure
+        outputs.append(outcome.output)
+        return FuzzResult(profile, tuple(chosen_dtypes), verdicts, declared, failures, "".join(outputs))
+    if target is None:
+        estimators = [e for _, e in sorted(load_registry().items()) if e.numeric is not None]
+    else:
+        estimators = [resolve_estimator(target)]
+    for estimator in estimators:
+        found = {}
+
+        def keep(group_verdicts, estimator=estimator, found=found):
+            found.update(group_verdicts)
+            if progress is not None:
+                progress(estimator.name, next(iter(group_verdicts)).partition("@")[2])
+
+        declared[estimator.name] = _fuzz_one(estimator, claims, profile, keep)
+        verdicts[estimator.name] = {claim: found[claim] for claim in claims}
+    return FuzzResult(profile, tuple(chosen_dtypes), verdicts, declared)
+
+
+def _check_callable_by_dtype(fn, expr, names, profile, options):
+    """In the isolated worker: each dtype's claims through the floating layer, keyed
+    ``claim@dtype`` in the order of ``names``."""
+    from verify.layers.floating import check_callable
+
+    by_dtype: dict[str, list[str]] = {}
+    for name in names:
+        base, dtype = split_claim(name)
+        if base not in FLOATING:
+            raise UsageError(f"{name!r} is not a floating-point claim")
+        by_dtype.setdefault(dtype, []).append(base)
+    found = {}
+    for dtype, claims in by_dtype.items():
+        verdicts = check_callable(fn, expr, dtype, claims=claims, profile=profile, **options)
+        found.update({f"{claim}@{dtype}": verdict for claim, verdict in verdicts.items()})
+    return {name: found[name] for name in names}
+
+
+def check_implementation(fn: Callable, expr, claims: Sequence[str] = FLOATING, dtypes: Sequence[str] = DTYPES, *,
+                         profile: str = "ci", timeout: float | None = None, **options) -> dict[str, Verdict]:
+    """Floating-point claims of any callable ``fn(logp, logq)`` (NumPy arrays of one dtype
+    in, an array of that dtype out) against the estimator ``expr``: what the pytest plugin
+    asserts.  ``fn`` runs in an isolated worker under a wall-clock limit of ``timeout``
+    seconds (None: ``verify.api.isolation.DEFAULT_SECONDS``); if it ends that worker, every
+    claim is undecided with the reason.  ``options`` go to the floating layer (``fp_ulps``, ...)."""
+    from verify.api.isolation import DEFAULT_SECONDS, run_isolated
+
+    check_profile(profile)
+    check_timeout(timeout)
+    chosen = parse_dtypes(dtypes)
+    names = []
+    for claim in (claims.split(",") if isinstance(claims, str) else claims):
+        base, dtype = split_claim(claim.strip())
+        names += [f"{base}@{d}" for d in ([dtype] if dtype else chosen) if f"{base}@{d}" not in names]
+    outcome = run_isolated(_check_callable_by_dtype, (fn, expr, names, profile, options),
+                           seconds=timeout if timeout is not None else DEFAULT_SECONDS)
+    if outcome.failure is not None:
+        return {name: abnormal(outcome.failure) for name in names}
+    return outcome.value

@@ -11,6 +11,10 @@ K3 = "(r - 1) - log(r)"
 K1_OUT = "Min(Max(-log(r), -10), 10)"
 K2_OUT = "Min(Max(log(r)**2 / 2, -10), 10)"
 # log r clamped to [-20, 20] first, then the result clamped to [-10, 10]
+# log r clamped to [-20, 20] first (NeMo-RL's input clamp), before any output clamp
+K1_IN = "-Min(Max(log(r), -20), 20)"
+K2_IN = "Min(Max(log(r), -20), 20)**2 / 2"
+K3_IN = "exp(Min(Max(log(r), -20), 20)) - 1 - Min(Max(log(r), -20), 20)"
 K1_IN_OUT = "Min(Max(-Min(Max(log(r), -20), 20), -10), 10)"
 K2_IN_OUT = "Min(Max(Min(Max(log(r), -20), 20)**2 / 2, -10), 10)"
 K3_IN_OUT = "Min(Max(exp(Min(Max(log(r), -20), 20)) - 1 - Min(Max(log(r), -20), 20), -10), 10)"

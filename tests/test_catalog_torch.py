@@ -139,10 +139,9 @@ def _nemo_rl(kind):
             kl = torch.square(clamped) / 2
         else:
             kl = torch.exp(clamped) - 1 - clamped
-        kl = kl.clamp(min=-10, max=10)
         weight = torch.exp(logprob - logprob.detach())
         weight = torch.where(logr.abs() > 20, weight.detach(), weight)
-        return weight * kl
+        return (weight * kl).clamp(min=-10, max=10)  # the weight multiplies before the output clamp
     return twin
 
 

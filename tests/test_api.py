@@ -96,6 +96,18 @@ def test_gradients_from_python():
     assert [r.gradient_of for r in verify.gradients("k1", "loss").rows] == ["zero"] * len(result.rows)
 
 
+def test_the_gradient_gate_from_python():
+    """``expect``: every row must give that gradient; the rows that do not are named."""
+    assert verify.gradients("k2", ["loss"], expect="kl_qp").exit_code == 0
+    result = verify.gradients("k2", ["reward"], expect="kl_qp")  # k2's value as a reward: not grad KL
+    assert result.exit_code == 1
+    assert len(result.mismatches) == len(result.rows)
+    assert all(m.startswith("reward ") and m.endswith(", not kl_qp") for m in result.mismatches)
+    assert verify.gradients("k2", ["reward"]).exit_code == 0  # no gate asked
+    with pytest.raises(UsageError, match="--expect"):
+        verify.gradients("k2", ["loss"], expect="forward_kl")
+
+
 def test_fuzz_from_python():
     result = verify.fuzz("examples/naive.py:k3_exp", ["bfloat16"], profile="dev")
     assert result.verdicts["k3_exp"]["fp_nonnegative@bfloat16"].verdict == "refuted"

@@ -376,6 +376,21 @@ def test_cli_text_says_identically_zero(terms, capsys):
     assert "identically 0" in capsys.readouterr().out
 
 
+def test_cli_gradient_gate_on_a_term(terms, capsys):
+    """--expect gates a torch term: every row must give the expected gradient; a no_grad
+    term passes only --expect zero, and each failing row is named on stderr."""
+    assert main(["gradients", f"{terms}:k3_no_grad", "--framework", "torch", "--expect", "zero"]) == 0
+    capsys.readouterr()
+    assert main(["gradients", f"{terms}:k3_no_grad", "--framework", "torch", "--expect", "kl_qp"]) == 1
+    err = capsys.readouterr().err
+    assert "k3_no_grad: --expect kl_qp: loss near gives zero, not kl_qp" in err
+    assert "loss_offpolicy far gives zero, not kl_qp" in err
+    code = main(["gradients", f"{terms}:k3", "--framework", "torch", "--expect", "kl_pq", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    # on-policy k3 as a loss follows grad KL(p||q); off-policy (weights 1) it is biased
+    assert code == 1 and {r["gradient_of"] for r in out["results"] if r["mode"] == "loss"} == {"kl_pq"}
+
+
 def test_cli_reward_with_p_and_q(terms, capsys):
     code = main(["gradients", f"{terms}:k3", "--framework", "torch", "--usage", "reward",
                  "--p", "categorical(logits=[0, 1, 2, 3])", "--q", "categorical(logits=[0, 0, 0, 0])", "--json"])

@@ -123,3 +123,15 @@ def test_gradients_mode_names_agree():
     assert command.MODE_NAMES is claims.MODE_NAMES
     assert tuple(mode.name for mode in gradients.MODES) == claims.MODE_NAMES
     assert set(claims.LIBRARY_MODE_NAMES) <= set(claims.MODE_NAMES)
+
+
+def test_the_gradient_gate(capsys):
+    """`verify gradients --expect` exits 1 naming each row that does not give the expected
+    gradient (k3 as a loss follows grad KL(p||q): Schulman's k3, not the reverse KL)."""
+    assert main(["gradients", "k1", "--mode", "reward", "--expect", "kl_qp"]) == 0
+    capsys.readouterr()
+    assert main(["gradients", "k3", "--mode", "loss", "--expect", "kl_qp"]) == 1
+    err = capsys.readouterr().err
+    assert "k3: --expect kl_qp: loss softmax near gives kl_pq, not kl_qp" in err
+    assert main(["gradients", "k3", "--expect", "forward"]) == 2
+    assert "--expect" in capsys.readouterr().err

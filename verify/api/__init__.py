@@ -23,8 +23,8 @@ from __future__ import annotations
 from verify.api.documents import SCHEMA_KINDS, SCHEMA_VERSION, json_document, schema, validate
 from verify.api.expected_gradients import GradientsResult, gradients, term_gradients
 from verify.api.implementations import FuzzResult, check_implementation, fuzz
-from verify.api.inputs import (check_profile, check_timeout, distribution_spec, function_of_r, load_estimator,
-                               parse_claims, parse_dtypes, parse_modes, resolve_estimator)
+from verify.api.inputs import (check_expect, check_profile, check_timeout, distribution_spec, function_of_r,
+                               load_estimator, parse_claims, parse_dtypes, parse_modes, resolve_estimator)
 from verify.api.moments_of_pair import MomentsResult, moments
 from verify.api.verdicts import CheckResult, check
 from verify.core.claims import PROFILES
@@ -43,4 +43,4 @@ def __getattr__(name):
 __all__ = ["SCHEMA_VERSION", "SCHEMA_KINDS", "json_document", "schema", "validate", "CheckResult", "MomentsResult",
            "GradientsResult", "FuzzResult", "check", "moments", "gradients", "fuzz", "check_implementation",
            "term_gradients", "load_estimator", "resolve_estimator", "function_of_r", "parse_claims", "parse_dtypes",
-           "parse_modes", "check_profile", "check_timeout", "distribution_spec", "PROFILES"]
+           "parse_modes", "check_expect", "check_profile", "check_timeout", "distribution_spec", "PROFILES"]

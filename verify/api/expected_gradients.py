@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from verify.api.documents import json_document
-from verify.api.inputs import check_timeout, load_estimator, parse_modes
+from verify.api.inputs import check_expect, check_timeout, load_estimator, parse_modes
 from verify.api.verdicts import decide_symbolic
 from verify.errors import UsageError
 
@@ -21,6 +21,20 @@ class GradientsResult:
     expression: str
     rows: tuple
     disagreements: tuple[str, ...] = ()
+    expect: str | None = None  # the gradient every row must give (``--expect``), or None
+
+    @property
+    def mismatches(self) -> tuple[str, ...]:
+        """The rows whose gradient is not ``expect`` (the gradient gate), each named."""
+        return _mismatches(self.expect, ((f"{row.mode} {row.family} {row.regime}", row.gradient_of)
+                                         for row in self.rows))
+
+    @property
+    def exit_code(self) -> int:
+        """1 when the layers disagree or a row is not what ``expect`` asks, else 0."""
+        from verify.core.claims import EXIT_OK, EXIT_REFUTED
+
+        return EXIT_REFUTED if self.disagreements or self.mismatches else EXIT_OK
 
     def as_json(self) -> dict:
         return {"estimator": self.estimator, "results": [row.as_row() for row in self.rows]}
@@ -44,7 +58,7 @@ class GradientTables:
     def exit_code(self) -> int:
         from verify.core.claims import EXIT_OK, EXIT_REFUTED, EXIT_UNDECIDED
 
-        if any(result.disagreements for result in self.results):
+        if any(result.exit_code == EXIT_REFUTED for result in self.results):
             return EXIT_REFUTED
         return EXIT_UNDECIDED if self.undecided else EXIT_OK
 
@@ -55,35 +69,46 @@ class GradientTables:
         return json_document("gradients", [result.as_json() for result in self.results])
 
 
+def _mismatches(expect, rows) -> tuple[str, ...]:
+    """``"ROW gives X, not EXPECT"`` for every (row name, gradient_of) that is not ``expect``."""
+    if expect is None:
+        return ()
+    return tuple(f"{name} gives {found}, not {expect}" for name, found in rows if found != expect)
+
+
 def gradients(target, modes: Sequence[str] | None = None, *, cross_check: bool = False,
-              timeout: float | None = None) -> GradientsResult:
+              timeout: float | None = None, expect: str | None = None) -> GradientsResult:
     """The expected gradient of an estimator in each mode (``loss``, ``reward``,
     ``loss_offpolicy``, ``loss_is_weighted``, ``straight_through``; None: all), classified as
     ``gradient_of``.  A catalog entry is shown as its library uses it (its usage's modes
     among those asked; ``as_used`` on each row), exactly as ``verify gradients NAME``
     prints it.  ``cross_check``: compare with the symbolic gradient verdicts (``timeout``:
     CPU seconds per claim there, and the wall-clock limit on importing a user's file).
+    ``expect`` (``kl_qp``, ``kl_pq`` or ``zero``): the gradient gate, every row must give
+    it (``mismatches``, ``exit_code``).
     Raises ``verify.layers.gradients.GradientUndecided`` when no trustworthy bound is reached."""
     from verify.layers import gradients as layer
     from verify.core.claims import GRADIENT
     from verify.core.expression import as_expression_with_domain
 
     check_timeout(timeout)
+    check_expect(expect)
     names = parse_modes(modes)  # unknown or empty modes: a UsageError before any work
     estimator = load_estimator(target, timeout)
     rows = tuple(layer.gradient_details(estimator, names))  # names: a catalog entry as its library uses it
     if estimator.expr is None:  # the full-vocabulary KL: not a function of r, no symbolic claims
-        return GradientsResult(estimator.name, "", rows, ())
+        return GradientsResult(estimator.name, "", rows, (), expect)
     expr, domain = as_expression_with_domain(estimator.expr)
     problems: list[str] = []
     if cross_check:
         verdicts, _ = decide_symbolic(expr, list(GRADIENT), timeout, domain, None)
         problems = layer.symbolic_disagreements({c: v.verdict for c, v in verdicts.items()}, rows)
-    return GradientsResult(estimator.name, str(expr), rows, tuple(problems))
+    return GradientsResult(estimator.name, str(expr), rows, tuple(problems), expect)
 
 
 def gradient_tables(target=None, modes: Sequence[str] | None = None, *, cross_check: bool = False,
-                    timeout: float | None = None, cross_check_timeout: float | None = None) -> GradientTables:
+                    timeout: float | None = None, cross_check_timeout: float | None = None,
+                    expect: str | None = None) -> GradientTables:
     """``gradients`` of one target, or of every registered estimator (``target=None``);
     over the registry with ``modes``, a catalog entry shows the asked modes its library
     uses and is left out if it uses none.  An estimator whose bound is not reached is
@@ -94,6 +119,7 @@ def gradient_tables(target=None, modes: Sequence[str] | None = None, *, cross_ch
 
     check_timeout(timeout)
     check_timeout(cross_check_timeout)
+    check_expect(expect)
     symbolic_timeout = timeout if cross_check_timeout is None else cross_check_timeout
     names = parse_modes(modes)
     # bad input fails before the layer's imports; a user's file is imported in an isolated worker
@@ -111,7 +137,8 @@ def gradient_tables(target=None, modes: Sequence[str] | None = None, *, cross_ch
                 continue
         order.append(estimator.name)
         try:
-            results.append(gradients(estimator, wanted, cross_check=cross_check, timeout=symbolic_timeout))
+            results.append(gradients(estimator, wanted, cross_check=cross_check, timeout=symbolic_timeout,
+                                     expect=expect))
         except layer.GradientUndecided as error:
             undecided[estimator.name] = str(error)
     return GradientTables(tuple(results), undecided, single=target is not None, order=tuple(order))
@@ -125,6 +152,21 @@ class TermGradientsResult:
 
     report: object
     output: str = field(default="", repr=False, compare=False)
+    expect: str | None = None  # the gradient every row must give (``--expect``), or None
+
+    @property
+    def mismatches(self) -> tuple[str, ...]:
+        """The rows whose gradient is not ``expect`` (the gradient gate), each named."""
+        return _mismatches(self.expect, (
+            (f"{row.mode} {row.regime}" + ("" if row.position is None else f" position {row.position}"),
+             row.gradient_of) for row in self.report.results))
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a row is not what ``expect`` asks, else 0."""
+        from verify.core.claims import EXIT_OK, EXIT_REFUTED
+
+        return EXIT_REFUTED if self.mismatches else EXIT_OK
 
     def to_json(self) -> dict:
         return json_document("term_gradients", self.report.as_json())
@@ -138,17 +180,19 @@ def _term_in_worker(target, usage, given):
 
 
 def term_gradients(target: str, *, usage: str = "loss", policy=None, reference=None, old=None,
-                   timeout: float | None = None):
+                   timeout: float | None = None, expect: str | None = None):
     """The expected gradient of the user's own per-token torch term ``FILE.py:FUNC``
     (``FUNC(logp, ref_logp, old_logp)``) through its own autograd
     (``verify.layers.gradients.autograd.gradient_of_term``), loaded and run in an isolated worker under a
     wall-clock limit of ``timeout`` seconds.  Raises ``UserCodeFailed`` with the one-line
-    reason if the term ends its worker, ``GradientUndecided`` if no bound is reached."""
+    reason if the term ends its worker, ``GradientUndecided`` if no bound is reached.
+    ``expect``: the gradient gate, as in ``gradients``."""
     from verify.core.frameworks import require_torch
     from verify.api.isolation import DEFAULT_SECONDS, UserCodeFailed, run_isolated
 
     require_torch()
     check_timeout(timeout)
+    check_expect(expect)
     if usage not in ("loss", "reward"):
         raise UsageError(f"unknown usage {usage!r}; known: loss, reward")
     given = {key: value for key, value in (("policy", policy), ("reference", reference), ("old", old))
@@ -161,4 +205,4 @@ def term_gradients(target: str, *, usage: str = "loss", policy=None, reference=N
 
             raise GradientUndecided(outcome.failure.partition("GradientUndecided: ")[2])
         raise UserCodeFailed(f"{target}: {outcome.failure}")
-    return TermGradientsResult(outcome.value, outcome.output)
+    return TermGradientsResult(outcome.value, outcome.output, expect)

@@ -6,15 +6,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from verify.core.claims import (DTYPES, MODE_NAMES, UNDECIDED, Verdict, check_profile, expand_claims,
-                                 split_claim)
+from verify.core.claims import (DTYPES, EXPECTED_GRADIENTS, MODE_NAMES, UNDECIDED, Verdict, check_profile,
+                                 expand_claims, split_claim)
 from verify.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from estimators import Estimator
 
 __all__ = ["resolve_estimator", "function_of_r", "parse_claims", "parse_dtypes", "parse_modes", "check_timeout",
-           "check_profile", "distribution_spec", "user_code", "load_estimator", "load_logits_file", "term_inputs"]
+           "check_profile", "check_expect", "distribution_spec", "user_code", "load_estimator", "load_logits_file", "term_inputs"]
 
 
 def resolve_estimator(target) -> "Estimator":
@@ -78,6 +78,12 @@ def parse_modes(modes, empty: str = "no mode given") -> list[str] | None:
         if name not in MODE_NAMES:
             raise UsageError(f"unknown mode {name!r}; known: {', '.join(MODE_NAMES)}")
     return names
+
+
+def check_expect(expect) -> None:
+    """The gradient gate's target: None, or one of ``EXPECTED_GRADIENTS``."""
+    if expect is not None and expect not in EXPECTED_GRADIENTS:
+        raise UsageError(f"unknown --expect {expect!r}; known: {', '.join(EXPECTED_GRADIENTS)}")
 
 
 def check_timeout(timeout):

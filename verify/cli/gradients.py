@@ -10,16 +10,19 @@ Without TARGET every registered estimator is run.  ``--json`` prints one object
 (``verify.layers.gradients.autograd``).  ``--json`` prints ``{"function", "framework", "usage", "results",
 "notes"}``.
 
+``--expect kl_qp|kl_pq|zero`` is the gradient gate: every row must give that gradient.
+
 Exit codes: 0; 1 if the exact gradients disagree with the symbolic gradient verdicts
-(a harness bug); 2 bad input; 3 if an expected gradient could not be computed to a
-trustworthy error bound (the message is on stderr and the estimator is left out).
+(a harness bug), or a row is not what ``--expect`` asks (named on stderr); 2 bad input;
+3 if an expected gradient could not be computed to a trustworthy error bound (the
+message is on stderr and the estimator is left out).
 """
 from __future__ import annotations
 
 import json
 import sys
 
-from verify.core.claims import EXIT_OK, EXIT_UNDECIDED, MODE_NAMES
+from verify.core.claims import EXIT_UNDECIDED, EXPECTED_GRADIENTS, MODE_NAMES
 from verify.errors import UsageError
 
 DEFAULT_TIMEOUT = 5.0
@@ -41,6 +44,8 @@ def add_parser(subparsers):
                         help=f"time limit, seconds: CPU per symbolic claim of the cross-check (default "
                              f"{DEFAULT_TIMEOUT:g}), and wall clock for the user's own code in all (its import, "
                              "its torch term; default 600)")
+    parser.add_argument("--expect", choices=EXPECTED_GRADIENTS, default=None,
+                        help="the gradient gate: exit 1, naming the row, unless every row's gradient_of is this")
     parser.add_argument("--framework", default="numpy", choices=("numpy", "torch"),
                         help="torch: TARGET is FILE.py:FUNC, a per-token term FUNC(logp, ref_logp, old_logp) "
                              "differentiated through its own autograd")
@@ -67,7 +72,7 @@ def run(args) -> int:
     from verify.api.expected_gradients import gradient_tables
 
     tables = gradient_tables(args.target, modes, cross_check=not args.no_cross_check, timeout=args.timeout,
-                             cross_check_timeout=args.timeout or DEFAULT_TIMEOUT)
+                             cross_check_timeout=args.timeout or DEFAULT_TIMEOUT, expect=args.expect)
     shown = {result.estimator: result for result in tables.results}
     texts = []
     for name in tables.order:
@@ -77,6 +82,8 @@ def run(args) -> int:
         result = shown[name]
         for problem in result.disagreements:
             print(f"kl-verify: {name}: layers disagree: {problem}", file=sys.stderr)
+        for mismatch in result.mismatches:
+            print(f"kl-verify: {name}: --expect {args.expect}: {mismatch}", file=sys.stderr)
         texts.append(table_text(name, result.expression or "not a function of r", result.rows))
     if args.json:
         document = tables.to_json()
@@ -130,7 +137,8 @@ def run_torch(args) -> int:
     given = term_inputs(logits=args.logits, p=args.p, q=args.q, old=args.old)
     name = args.target.rpartition(":")[2]
     try:
-        result = term_gradients(args.target, usage=args.usage or "loss", timeout=args.timeout, **given)
+        result = term_gradients(args.target, usage=args.usage or "loss", timeout=args.timeout, expect=args.expect,
+                                **given)
     except GradientUndecided as error:
         print(f"kl-verify: {name}: undecided: {error}", file=sys.stderr)
         return EXIT_UNDECIDED
@@ -139,11 +147,13 @@ def run_torch(args) -> int:
     note = output_note(result.output)
     if note:
         print(note, file=sys.stderr)
+    for mismatch in result.mismatches:
+        print(f"kl-verify: {name}: --expect {args.expect}: {mismatch}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:
         print(term_table_text(result.report))
-    return EXIT_OK
+    return result.exit_code
 
 
 def _cell(value, spec) -> str:

@@ -30,6 +30,8 @@ LAYERS = ("symbolic", "floating", "moments", "gradients")  # the layers of `veri
 # library's usage can take
 MODE_NAMES = ("loss", "reward", "loss_offpolicy", "loss_is_weighted", "straight_through")
 LIBRARY_MODE_NAMES = ("loss", "loss_offpolicy", "reward")
+# what the gradient gate (`verify gradients --expect`) can ask every row to give
+EXPECTED_GRADIENTS = ("kl_qp", "kl_pq", "zero")
 
 
 def check_profile(profile: str) -> str:
@@ -282,7 +284,8 @@ KL_NAMES = {
 
 EXIT_CODES = {
     EXIT_OK: "Every gated claim (declared, or given with --claims) is proved or tested.",
-    EXIT_REFUTED: "A gated claim is refuted, or two layers of the harness disagree (a harness bug).",
+    EXIT_REFUTED: ("A gated claim is refuted, two layers of the harness disagree (a harness bug), or a gradient "
+                   "row is not what `verify gradients --expect` asks."),
     EXIT_USAGE: "Bad input: one line on stderr, no traceback (unknown claim, estimator, family, "
                 "dtype or mode; unsafe or unparsable expression; unreadable file).",
     EXIT_UNDECIDED: "Nothing refuted, but a gated claim is undecided (with `verify all --strict`: "

@@ -391,6 +391,84 @@ def test_cli_gradient_gate_on_a_term(terms, capsys):
     assert code == 1 and {r["gradient_of"] for r in out["results"] if r["mode"] == "loss"} == {"kl_pq"}
 
 
+LIBRARY_FUNCTIONS = '''
+import torch
+
+def kl_penalty(logprob, ref_logprob, kl_penalty):
+    """As verl names it: the option picks the estimator."""
+    if kl_penalty == "k1":
+        return logprob - ref_logprob
+    if kl_penalty == "low_var_kl":
+        kl = torch.clamp(ref_logprob - logprob, -20, 20)
+        return torch.clamp(torch.exp(kl) - kl - 1, -10, 10)
+    raise NotImplementedError(kl_penalty)
+
+def compute_approx_kl(log_probs, log_probs_base, loss_mask=None, kl_estimator_type="k3"):
+    """As SkyRL and ROLL name it: a mask third, options after."""
+    log_ratio = log_probs - log_probs_base
+    if kl_estimator_type == "k3":
+        log_ratio = -log_ratio
+        log_ratio = torch.exp(log_ratio) - 1 - log_ratio
+    if loss_mask is not None:
+        log_ratio = log_ratio * loss_mask
+    return log_ratio
+
+def unclear(a, b, c):
+    return a - b
+
+def two_references(ref_a, ref_b, logp):
+    return logp - ref_a
+'''
+
+
+@pytest.fixture
+def library_functions(tmp_path):
+    path = tmp_path / "library_kl.py"
+    path.write_text(LIBRARY_FUNCTIONS)
+    return path
+
+
+def _loss_rows(out):
+    return {r["regime"]: r["gradient_of"] for r in out["results"] if r["mode"] == "loss"}
+
+
+def test_cli_binds_a_library_function_by_name(library_functions, capsys):
+    """The library's own function runs as written: parameters bound by their names, options
+    passed with --option; the mask third in SkyRL's signature is a mask (all ones), never the
+    old log-probs (that misbinding made k3 look biased)."""
+    target = f"{library_functions}:compute_approx_kl"
+    assert main(["gradients", target, "--framework", "torch", "--json"]) == 0
+    assert _loss_rows(json.loads(capsys.readouterr().out)) == {"near": "kl_pq", "far": "kl_pq"}  # k3 as a loss
+    target = f"{library_functions}:kl_penalty"
+    assert main(["gradients", target, "--framework", "torch", "--option", "kl_penalty=k1", "--json"]) == 0
+    assert _loss_rows(json.loads(capsys.readouterr().out)) == {"near": "zero", "far": "zero"}  # E[grad k1] = 0
+    assert main(["gradients", target, "--framework", "torch", "--option", "kl_penalty='low_var_kl'",
+                 "--expect", "kl_pq"]) == 1  # clamped far away: not the forward KL there
+    assert "kl_penalty: --expect kl_pq: loss far gives biased" in capsys.readouterr().err
+    # names that say nothing: the positional convention (logp, ref_logp, old_logp)
+    assert main(["gradients", f"{library_functions}:unclear", "--framework", "torch", "--json"]) == 0
+    assert _loss_rows(json.loads(capsys.readouterr().out)) == {"near": "zero", "far": "zero"}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["kl_penalty"], "cannot bind parameter 'kl_penalty' (it has no default): give --bind"),
+    (["kl_penalty", "--option", "kl_penalty=k1", "--option", "beta=0.1"], "has no parameter 'beta'"),
+    (["two_references"], "ref_a, ref_b all look like ref_logp"),
+    (["compute_approx_kl", "--bind", "log_probs=policy"], "unknown role 'policy'"),
+    (["compute_approx_kl", "--option", "kl_estimator_type"], "expected NAME=VALUE"),
+    (["compute_approx_kl", "--bind", "log_probs=ref_logp"], "log_probs, log_probs_base all look like ref_logp"),
+])
+def test_cli_refuses_what_it_cannot_bind(library_functions, capsys, arguments, message):
+    code = main(["gradients", f"{library_functions}:{arguments[0]}", "--framework", "torch", *arguments[1:]])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_option_and_bind_need_the_torch_framework(capsys):
+    assert main(["gradients", "k3", "--option", "kl_penalty=k1"]) == 2
+    assert "--option needs --framework torch" in capsys.readouterr().err
+
+
 def test_cli_reward_with_p_and_q(terms, capsys):
     code = main(["gradients", f"{terms}:k3", "--framework", "torch", "--usage", "reward",
                  "--p", "categorical(logits=[0, 1, 2, 3])", "--q", "categorical(logits=[0, 0, 0, 0])", "--json"])

@@ -172,21 +172,28 @@ class TermGradientsResult:
         return json_document("term_gradients", self.report.as_json())
 
 
-def _term_in_worker(target, usage, given):
-    from verify.layers.gradients import autograd
+def _term_in_worker(target, usage, given, options, binds):
     from verify.api.targets import resolve_term
+    from verify.layers.gradients import autograd
+    from verify.layers.gradients.binding import bind_term
 
-    return autograd.gradient_of_term(resolve_term(target), usage=usage, name=target.rpartition(":")[2], **given)
+    term = bind_term(resolve_term(target), options, binds)
+    return autograd.gradient_of_term(term, usage=usage, name=target.rpartition(":")[2], **given)
 
 
 def term_gradients(target: str, *, usage: str = "loss", policy=None, reference=None, old=None,
-                   timeout: float | None = None, expect: str | None = None):
+                   timeout: float | None = None, expect: str | None = None, options: dict | None = None,
+                   binds: dict | None = None):
     """The expected gradient of the user's own per-token torch term ``FILE.py:FUNC``
     (``FUNC(logp, ref_logp, old_logp)``) through its own autograd
     (``verify.layers.gradients.autograd.gradient_of_term``), loaded and run in an isolated worker under a
     wall-clock limit of ``timeout`` seconds.  Raises ``UserCodeFailed`` with the one-line
     reason if the term ends its worker, ``GradientUndecided`` if no bound is reached.
-    ``expect``: the gradient gate, as in ``gradients``."""
+    ``expect``: the gradient gate, as in ``gradients``.  The function's parameters are
+    bound by name (``logprob``, ``log_probs_base``, ``old_log_probs``, ``loss_mask``, ...;
+    ``verify.layers.gradients.binding``); ``options`` sets others (parameter -> value) and
+    ``binds`` names a role outright (parameter -> ``logp``, ``ref_logp``, ``old_logp`` or
+    ``mask``: a mask is all ones)."""
     from verify.core.frameworks import require_torch
     from verify.api.isolation import DEFAULT_SECONDS, UserCodeFailed, run_isolated
 
@@ -197,7 +204,10 @@ def term_gradients(target: str, *, usage: str = "loss", policy=None, reference=N
         raise UsageError(f"unknown usage {usage!r}; known: loss, reward")
     given = {key: value for key, value in (("policy", policy), ("reference", reference), ("old", old))
              if value is not None}
-    outcome = run_isolated(_term_in_worker, (target, usage, given),
+    for label, mapping in (("options", options), ("binds", binds)):
+        if mapping is not None and not (isinstance(mapping, dict) and all(isinstance(k, str) for k in mapping)):
+            raise UsageError(f"{label} must be a dict keyed by parameter name")
+    outcome = run_isolated(_term_in_worker, (target, usage, given, options or {}, binds or {}),
                            seconds=timeout if timeout is not None else DEFAULT_SECONDS)
     if outcome.failure is not None:
         if outcome.failure.startswith("the user's code raised GradientUndecided: "):

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from estimators import Estimator
 
 __all__ = ["resolve_estimator", "function_of_r", "parse_claims", "parse_dtypes", "parse_modes", "check_timeout",
-           "check_profile", "check_expect", "distribution_spec", "user_code", "load_estimator", "load_logits_file", "term_inputs"]
+           "check_profile", "check_expect", "parse_assignments", "distribution_spec", "user_code", "load_estimator", "load_logits_file", "term_inputs"]
 
 
 def resolve_estimator(target) -> "Estimator":
@@ -78,6 +78,36 @@ def parse_modes(modes, empty: str = "no mode given") -> list[str] | None:
         if name not in MODE_NAMES:
             raise UsageError(f"unknown mode {name!r}; known: {', '.join(MODE_NAMES)}")
     return names
+
+
+MAX_OPTION_LENGTH = 10_000
+
+
+def parse_assignments(values, flag: str, literal: bool) -> dict:
+    """``NAME=VALUE`` strings (``--option``, ``--bind``) as a dict; with ``literal`` a value
+    is read as a Python literal (``ast.literal_eval``: numbers, strings, None, tuples; never
+    code) and kept as text otherwise."""
+    import ast
+    import re
+
+    found: dict = {}
+    for text in values or ():
+        name, sign, value = str(text).partition("=")
+        name = name.strip()
+        if not sign or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UsageError(f"{flag} {text!r}: expected NAME=VALUE with NAME a parameter name")
+        if name in found:
+            raise UsageError(f"{flag}: {name!r} given twice")
+        if len(value) > MAX_OPTION_LENGTH:
+            raise UsageError(f"{flag} {name}: a value of at most {MAX_OPTION_LENGTH} characters")
+        if literal:
+            try:
+                found[name] = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                found[name] = value
+        else:
+            found[name] = value.strip()
+    return found
 
 
 def check_expect(expect) -> None:

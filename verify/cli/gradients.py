@@ -4,9 +4,10 @@ Without TARGET every registered estimator is run.  ``--json`` prints one object
 ``{"estimator": ..., "results": [...]}`` for a TARGET, and a JSON list of such objects
 (in registry name order) without one.
 
-``verify gradients FILE.py:FUNC --framework torch [--usage loss|reward] [--p SPEC --q SPEC
-[--old SPEC] | --logits FILE.npz] [--json]``: the user's own per-token torch term
-``FUNC(logp, ref_logp, old_logp)``, differentiated through its own autograd
+``verify gradients FILE.py:FUNC --framework torch [--option NAME=VALUE ...] [--bind
+PARAM=ROLE ...] [--usage loss|reward] [--p SPEC --q SPEC [--old SPEC] | --logits FILE.npz]
+[--json]``: the user's (or a library's) own per-token torch function, its parameters bound
+by name (``verify.layers.gradients.binding``), differentiated through its own autograd
 (``verify.layers.gradients.autograd``).  ``--json`` prints ``{"function", "framework", "usage", "results",
 "notes"}``.
 
@@ -49,6 +50,12 @@ def add_parser(subparsers):
     parser.add_argument("--framework", default="numpy", choices=("numpy", "torch"),
                         help="torch: TARGET is FILE.py:FUNC, a per-token term FUNC(logp, ref_logp, old_logp) "
                              "differentiated through its own autograd")
+    parser.add_argument("--option", action="append", metavar="NAME=VALUE",
+                        help="torch: a keyword argument of FUNC (a Python literal, else text), repeatable: "
+                             "--option kl_penalty=low_var_kl")
+    parser.add_argument("--bind", action="append", metavar="PARAM=ROLE",
+                        help="torch: the role of FUNC's parameter PARAM (logp, ref_logp, old_logp, mask), where "
+                             "its name does not say it; repeatable")
     parser.add_argument("--usage", choices=("loss", "reward"), default=None,
                         help="torch: the term as a loss (modes loss, loss_offpolicy; default) or a reward")
     parser.add_argument("--p", metavar="SPEC", help="torch: reference policy, categorical(logits=...)")
@@ -64,7 +71,7 @@ def run(args) -> int:
 
     if args.framework == "torch":
         return run_torch(args)
-    for option in ("usage", "p", "q", "old", "logits"):
+    for option in ("usage", "p", "q", "old", "logits", "option", "bind"):
         if getattr(args, option) is not None:
             raise UsageError(f"--{option} needs --framework torch (a term FUNC(logp, ref_logp, old_logp))")
     # catalog entries: their library's modes (loss, loss_offpolicy, reward)
@@ -126,7 +133,7 @@ def table_text(name, expression, results) -> str:
 
 def run_torch(args) -> int:
     from verify.api import GradientUndecided, term_gradients
-    from verify.api.inputs import term_inputs
+    from verify.api.inputs import parse_assignments, term_inputs
     from verify.core.frameworks import require_torch
 
     require_torch()
@@ -135,10 +142,12 @@ def run_torch(args) -> int:
     if args.mode is not None:
         raise UsageError("--mode is for estimators; with --framework torch use --usage loss|reward")
     given = term_inputs(logits=args.logits, p=args.p, q=args.q, old=args.old)
+    options = parse_assignments(args.option, "--option", literal=True)
+    binds = parse_assignments(args.bind, "--bind", literal=False)
     name = args.target.rpartition(":")[2]
     try:
         result = term_gradients(args.target, usage=args.usage or "loss", timeout=args.timeout, expect=args.expect,
-                                **given)
+                                options=options, binds=binds, **given)
     except GradientUndecided as error:
         print(f"kl-verify: {name}: undecided: {error}", file=sys.stderr)
         return EXIT_UNDECIDED

@@ -1,0 +1,108 @@
+"""Calling a library's own KL function as written: its parameters bound by name.
+
+Libraries name their arguments (``logprob``, ``log_probs``, ``ref_logprob``,
+``log_probs_base``, ``logprobs_reference``, ``old_log_probs``, ``loss_mask``, ...) and
+take options (``kl_penalty="low_var_kl"``).  A parameter is bound to a role by its name
+(or by ``binds``: parameter -> role), set from ``options`` (parameter -> value), or left
+at its default; a mask gets all ones.  A parameter whose name says nothing (``a``,
+``x``) is bound by position only when no parameter of the function says what it is;
+a name that says one role is never given another by position.  Whatever cannot be
+bound is a one-line ``UsageError`` naming it and the flags that bind it.  Only the
+signature is read here: nothing of the user's code runs.
+"""
+from __future__ import annotations
+
+import inspect
+
+from verify.errors import UsageError
+
+ROLES = ("logp", "ref_logp", "old_logp", "mask")
+FLAGS = "--bind PARAM=ROLE (roles: logp, ref_logp, old_logp, mask) or --option PARAM=VALUE"
+# what a name says, checked in this order (a reference or old log-prob also says "logprob")
+_REFERENCE = ("ref", "base", "reference")
+_OLD = ("old", "prev", "behav", "rollout", "generation", "sampling")
+_POLICY = ("logp", "logprob", "log_prob", "logit_prob", "per_token_logps")
+
+
+def role_of(name: str) -> str | None:
+    """The role a parameter's name says, or None (``loss_mask`` -> mask, ``log_probs_base``
+    -> ref_logp, ``old_log_probs`` -> old_logp, ``logprob`` -> logp)."""
+    lowered = name.lower()
+    if lowered.endswith("mask"):
+        return "mask"
+    if any(word in lowered for word in _REFERENCE):
+        return "ref_logp"
+    if any(word in lowered for word in _OLD):
+        return "old_logp"
+    if any(word in lowered for word in _POLICY):
+        return "logp"
+    return None
+
+
+def bind_term(func, options: dict | None = None, binds: dict | None = None):
+    """``term(logp, ref_logp, old_logp)`` calling ``func`` with its parameters bound by
+    name, ``options`` and ``binds``; UsageError naming what cannot be bound."""
+    options, binds = dict(options or {}), dict(binds or {})
+    label = getattr(func, "__name__", "the term")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        if options or binds:
+            raise UsageError(f"{label}: its signature cannot be read, so --option/--bind cannot apply") from None
+        return func
+    parameters = [p for p in signature.parameters.values()
+                  if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    names = {p.name for p in parameters}
+    takes_keywords = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    for name, role in binds.items():
+        if name not in names:
+            raise UsageError(f"{label} has no parameter {name!r} (--bind {name}={role})")
+        if role not in ROLES:
+            raise UsageError(f"--bind {name}={role}: unknown role {role!r}; roles: {', '.join(ROLES)}")
+        if name in options:
+            raise UsageError(f"{name!r} is given both --bind and --option")
+    for name in options:
+        if name not in names and not takes_keywords:
+            raise UsageError(f"{label} has no parameter {name!r} (--option {name}=...)")
+    roles: dict[str, str] = {}  # parameter -> role
+    unbound = []
+    for parameter in parameters:
+        if parameter.name in options:
+            continue
+        role = binds.get(parameter.name) or role_of(parameter.name)
+        if role is not None:
+            roles[parameter.name] = role
+        elif parameter.default is inspect.Parameter.empty:
+            unbound.append(parameter)
+    if unbound and not roles:  # names that say nothing: the positional convention (logp, ref_logp, old_logp)
+        positional = [p for p in unbound if p.kind is not inspect.Parameter.KEYWORD_ONLY][:3]
+        roles.update({p.name: role for p, role in zip(positional, ROLES)})
+        unbound = [p for p in unbound if p.name not in roles]
+    if unbound:
+        raise UsageError(f"{label}: cannot bind parameter {unbound[0].name!r} (it has no default): give {FLAGS}")
+    for role in ROLES:
+        taking = [name for name, given in roles.items() if given == role]
+        if len(taking) > 1:
+            raise UsageError(f"{label}: {', '.join(taking)} all look like {role}: say which with --bind PARAM={role}")
+    for role in ("logp", "ref_logp"):
+        if role not in roles.values():
+            raise UsageError(f"{label}: no parameter takes {role}: give --bind PARAM={role}")
+    positional_only = [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_ONLY]
+
+    def term(logp, ref_logp, old_logp):
+        values = {"logp": logp, "ref_logp": ref_logp, "old_logp": old_logp}
+        arguments = {name: (_ones_like(logp) if role == "mask" else values[role]) for name, role in roles.items()}
+        arguments.update(options)
+        args = [arguments.pop(name) for name in positional_only if name in arguments]
+        return func(*args, **arguments)
+
+    term.__name__ = label
+    term.binding = {**roles, **{name: f"option {value!r}" for name, value in options.items()}}
+    return term
+
+
+def _ones_like(tensor):
+    """A mask that keeps every token: ones of the log-probs' shape (and dtype)."""
+    import torch
+
+    return torch.ones_like(tensor)

@@ -464,6 +464,20 @@ def test_cli_refuses_what_it_cannot_bind(library_functions, capsys, arguments, m
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.parametrize("name, role", [
+    ("logprob", "logp"), ("log_probs", "logp"), ("logprobs", "logp"), ("per_token_logps", "logp"),
+    ("ref_logprob", "ref_logp"), ("log_probs_base", "ref_logp"), ("logprobs_reference", "ref_logp"),
+    ("ref_per_token_logps", "ref_logp"), ("old_log_probs", "old_logp"), ("prev_logprobs", "old_logp"),
+    ("generation_logprobs", "old_logp"), ("loss_mask", "mask"), ("action_mask", "mask"),
+    ("kl_penalty", None), ("kl_estimator_type", None), ("prefix", None), ("baseline", None), ("logq", None),
+])
+def test_what_a_parameter_name_says(name, role):
+    """The names RL libraries give their arguments, and names that say nothing."""
+    from verify.layers.gradients.binding import role_of
+
+    assert role_of(name) == role
+
+
 def test_option_and_bind_need_the_torch_framework(capsys):
     assert main(["gradients", "k3", "--option", "kl_penalty=k1"]) == 2
     assert "--option needs --framework torch" in capsys.readouterr().err

@@ -18,23 +18,27 @@ from verify.errors import UsageError
 
 ROLES = ("logp", "ref_logp", "old_logp", "mask")
 FLAGS = "--bind PARAM=ROLE (roles: logp, ref_logp, old_logp, mask) or --option PARAM=VALUE"
-# what a name says, checked in this order (a reference or old log-prob also says "logprob")
-_REFERENCE = ("ref", "base", "reference")
-_OLD = ("old", "prev", "behav", "rollout", "generation", "sampling")
-_POLICY = ("logp", "logprob", "log_prob", "logit_prob", "per_token_logps")
+# what a name says, checked in this order (a reference or old log-prob also says "logprob"):
+# words of the name (split at "_") for the reference and the old policy, so that
+# "prefix" or "baseline" say nothing; any part of it for the policy
+_REFERENCE = {"ref", "refs", "reference", "base"}
+_OLD = {"old", "prev", "previous", "behav", "behavior", "behaviour", "rollout", "generation", "gen", "sampling",
+        "sampled"}
+_POLICY = ("logp", "logprob", "log_prob", "per_token_logps")
 
 
 def role_of(name: str) -> str | None:
     """The role a parameter's name says, or None (``loss_mask`` -> mask, ``log_probs_base``
     -> ref_logp, ``old_log_probs`` -> old_logp, ``logprob`` -> logp)."""
     lowered = name.lower()
+    words = set(lowered.split("_"))
     if lowered.endswith("mask"):
         return "mask"
-    if any(word in lowered for word in _REFERENCE):
+    if words & _REFERENCE:
         return "ref_logp"
-    if any(word in lowered for word in _OLD):
+    if words & _OLD:
         return "old_logp"
-    if any(word in lowered for word in _POLICY):
+    if any(part in lowered for part in _POLICY):
         return "logp"
     return None
 
@@ -97,7 +101,6 @@ def bind_term(func, options: dict | None = None, binds: dict | None = None):
         return func(*args, **arguments)
 
     term.__name__ = label
-    term.binding = {**roles, **{name: f"option {value!r}" for name, value in options.items()}}
     return term
 
 

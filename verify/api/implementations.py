@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from verify.api.documents import json_document
-from verify.api.inputs import (abnormal, check_profile, check_timeout, parse_dtypes, resolve_estimator, user_code,
-                               with_failure)
+from verify.api.inputs import (abnormal, by_dtype, check_profile, check_timeout, parse_dtypes, resolve_estimator,
+                               user_code, with_failure)
 from verify.api.verdicts import floating_verdicts
 from verify.core.claims import DTYPES, FLOATING, Verdict, exit_code, expand_claims, split_claim
 from verify.errors import UsageError
@@ -113,14 +113,8 @@ def _check_callable_by_dtype(fn, expr, names, profile, options):
     ``claim@dtype`` in the order of ``names``."""
     from verify.layers.floating import check_callable
 
-    by_dtype: dict[str, list[str]] = {}
-    for name in names:
-        base, dtype = split_claim(name)
-        if base not in FLOATING:
-            raise UsageError(f"{name!r} is not a floating-point claim")
-        by_dtype.setdefault(dtype, []).append(base)
     found = {}
-    for dtype, claims in by_dtype.items():
+    for dtype, claims in by_dtype(names).items():  # the layer refuses a claim that is not floating-point
         verdicts = check_callable(fn, expr, dtype, claims=claims, profile=profile, **options)
         found.update({f"{claim}@{dtype}": verdict for claim, verdict in verdicts.items()})
     return {name: found[name] for name in names}

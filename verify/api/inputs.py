@@ -6,15 +6,16 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from verify.core.claims import (DTYPES, EXPECTED_GRADIENTS, MODE_NAMES, UNDECIDED, Verdict, check_profile,
-                                 expand_claims, split_claim)
+from verify.core.claims import (DTYPES, EXIT_OK, EXIT_UNDECIDED, EXPECTED_GRADIENTS, MODE_NAMES, UNDECIDED, Verdict,
+                                 check_profile, expand_claims, split_claim)
 from verify.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from estimators import Estimator
 
 __all__ = ["resolve_estimator", "function_of_r", "parse_claims", "parse_dtypes", "parse_modes", "check_timeout",
-           "check_profile", "check_expect", "parse_assignments", "distribution_spec", "user_code", "load_estimator", "load_logits_file", "term_inputs"]
+           "check_profile", "check_expect", "parse_assignments", "distribution_spec", "user_code", "load_estimator",
+           "load_logits_file", "term_inputs"]
 
 
 def resolve_estimator(target) -> "Estimator":
@@ -161,18 +162,19 @@ def distribution_spec(distribution) -> str:
     return f"{spec_name}({', '.join(repr(v) for v in shape_values)})"
 
 
-def by_dtype(claims) -> list[list[str]]:
-    """Expanded floating-point claims grouped by dtype (the layer searches once per dtype)."""
+def by_dtype(names) -> dict[str, list[str]]:
+    """{dtype: claims} from expanded names (``fp_accurate@float16``), the dtypes in the
+    order the names first give them: the layers take the dtype as a parameter, and the
+    floating layer searches once per dtype."""
     groups: dict[str, list[str]] = {}
-    for claim in claims:
-        groups.setdefault(claim.partition("@")[2], []).append(claim)
-    return list(groups.values())
+    for name in names:
+        claim, dtype = split_claim(name)
+        groups.setdefault(dtype, []).append(claim)
+    return groups
 
 
 def with_failure(code: int, failure: str | None) -> int:
     """An abnormal end of the user's code never passes: at least exit 3."""
-    from verify.core.claims import EXIT_OK, EXIT_UNDECIDED
-
     return EXIT_UNDECIDED if failure is not None and code == EXIT_OK else code
 
 

@@ -1,7 +1,7 @@
 """``moments``: exact moments of an estimator under one pair of distributions."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from verify.api.documents import json_document
@@ -120,9 +120,9 @@ def moments_table(targets: str | None, p, q) -> MomentsTable:
 
 
 def _result(estimator, expr, result) -> MomentsResult:
-    names = ("p", "q", "mean", "mean_abs_error", "variance", "variance_abs_error", "kl_qp", "kl_pq", "bias_qp",
-             "bias_pq", "relative_bias_qp", "relative_bias_pq")
-    return MomentsResult(estimator.name, str(expr), **{n: getattr(result, n) for n in names}, raw=result)
+    """The exact layer's record as the API's result: its fields copied, the record kept."""
+    copied = [f.name for f in fields(MomentsResult) if f.name not in ("estimator", "expression", "raw")]
+    return MomentsResult(estimator.name, str(expr), **{n: getattr(result, n) for n in copied}, raw=result)
 
 
 def moments(estimator, p, q) -> MomentsResult:

@@ -9,7 +9,7 @@ from typing import Callable, Mapping, Sequence
 from verify.api.documents import json_document
 from verify.api.inputs import (abnormal, by_dtype, check_profile, check_timeout, function_of_r, parse_claims,
                                resolve_estimator, user_code, with_failure)
-from verify.core.claims import FLOATING, SYMBOLIC, Verdict, exit_code, expand_claims, split_claim
+from verify.core.claims import FLOATING, SYMBOLIC, Verdict, exit_code, expand_claims
 from verify.errors import UsageError
 
 
@@ -82,10 +82,8 @@ def floating_verdicts(estimator, claims, profile, on_group, sweep_workers=None):
     ``sweep_workers``: processes per 16-bit sweep (None: every core)."""
     from verify.layers import floating
 
-    for group in by_dtype(claims):
-        dtype = split_claim(group[0])[1]
-        found = floating.check_claims(estimator, [split_claim(c)[0] for c in group], dtype, profile=profile,
-                                      workers=sweep_workers)
+    for dtype, group in by_dtype(claims).items():
+        found = floating.check_claims(estimator, group, dtype, profile=profile, workers=sweep_workers)
         on_group({f"{claim}@{dtype}": verdict for claim, verdict in found.items()})
 
 
@@ -137,7 +135,8 @@ def check(target, claims: Sequence[str] | str | None = None, *, timeout: float |
                 verdicts.update(message[1])
                 report(message[1])
 
-        outcome = run_isolated(_check_floating_in_worker, (target, wanted, profile, sweep_workers), on_message=on_message,
+        outcome = run_isolated(_check_floating_in_worker, (target, wanted, profile, sweep_workers),
+                               on_message=on_message,
                                seconds=timeout if timeout is not None else DEFAULT_SECONDS)
         failure, output = outcome.failure, outcome.output
         if not plan:  # it ended before its estimator was known (at import)

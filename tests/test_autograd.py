@@ -306,11 +306,13 @@ def test_the_term_sees_the_shape_it_was_given():
         shapes.append(tuple(logp.shape))
         return k2(logp, ref_logp, old_logp)
 
+    """(batch, sequence) tensors, the vocabulary on the batch axis: (V, 1) for the built-in
+    pairs (one position), (V, T) for given (T, V) logits; the probes for mixing are (V, 2)."""
     autograd.gradient_of_term(recording_k2)
-    assert set(shapes) == {(6,)}
+    assert set(shapes) == {(6, 1), (6, 2)}
     shapes.clear()
-    autograd.gradient_of_term(recording_k2, policy=np.zeros((2, 5)), reference=np.ones((2, 5)))
-    assert set(shapes) == {(2, 5)}
+    autograd.gradient_of_term(recording_k2, policy=np.zeros((3, 5)), reference=np.ones((3, 5)))
+    assert set(shapes) == {(5, 3), (5, 2)}
 
 
 def test_a_float32_term_gets_float32_bounds_and_a_16_bit_one_is_refused():
@@ -416,8 +418,8 @@ def compute_approx_kl(log_probs, log_probs_base, loss_mask=None, kl_estimator_ty
 def unclear(a, b, c):
     return a - b
 
-def two_references(ref_a, ref_b, logp):
-    return logp - ref_a
+def two_references(ref_logprobs_a, ref_logprobs_b, logp):
+    return logp - ref_logprobs_a
 '''
 
 
@@ -453,7 +455,7 @@ def test_cli_binds_a_library_function_by_name(library_functions, capsys):
 @pytest.mark.parametrize("arguments, message", [
     (["kl_penalty"], "cannot bind parameter 'kl_penalty' (it has no default): give --bind"),
     (["kl_penalty", "--option", "kl_penalty=k1", "--option", "beta=0.1"], "has no parameter 'beta'"),
-    (["two_references"], "ref_a, ref_b all look like ref_logp"),
+    (["two_references"], "ref_logprobs_a, ref_logprobs_b all look like ref_logp"),
     (["compute_approx_kl", "--bind", "log_probs=policy"], "unknown role 'policy'"),
     (["compute_approx_kl", "--option", "kl_estimator_type"], "expected NAME=VALUE"),
     (["compute_approx_kl", "--bind", "log_probs=ref_logp"], "log_probs, log_probs_base all look like ref_logp"),
@@ -470,6 +472,8 @@ def test_cli_refuses_what_it_cannot_bind(library_functions, capsys, arguments, m
     ("ref_per_token_logps", "ref_logp"), ("old_log_probs", "old_logp"), ("prev_logprobs", "old_logp"),
     ("generation_logprobs", "old_logp"), ("loss_mask", "mask"), ("action_mask", "mask"),
     ("kl_penalty", None), ("kl_estimator_type", None), ("prefix", None), ("baseline", None), ("logq", None),
+    ("importance_sampling_level", None), ("ref", "ref_logp"), ("old", "old_logp"), ("logits", "logp"),
+    ("ref_logits", "ref_logp"), ("base_value", None),
 ])
 def test_what_a_parameter_name_says(name, role):
     """The names RL libraries give their arguments, and names that say nothing."""

@@ -22,6 +22,7 @@ class GradientsResult:
     rows: tuple
     disagreements: tuple[str, ...] = ()
     expect: str | None = None  # the gradient every row must give (``--expect``), or None
+    notes: tuple[str, ...] = ()  # what was not computed, and why (given logits without an old policy)
 
     @property
     def mismatches(self) -> tuple[str, ...]:
@@ -37,7 +38,10 @@ class GradientsResult:
         return EXIT_REFUTED if self.disagreements or self.mismatches else EXIT_OK
 
     def as_json(self) -> dict:
-        return {"estimator": self.estimator, "results": [row.as_row() for row in self.rows]}
+        document = {"estimator": self.estimator, "results": [row.as_row() for row in self.rows]}
+        if self.notes:
+            document["notes"] = list(self.notes)
+        return document
 
     def to_json(self) -> dict:
         return json_document("gradients", self.as_json())
@@ -77,7 +81,8 @@ def _mismatches(expect, rows) -> tuple[str, ...]:
 
 
 def gradients(target, modes: Sequence[str] | None = None, *, cross_check: bool = False,
-              timeout: float | None = None, expect: str | None = None) -> GradientsResult:
+              timeout: float | None = None, expect: str | None = None, policy=None, reference=None,
+              old=None) -> GradientsResult:
     """The expected gradient of an estimator in each mode (``loss``, ``reward``,
     ``loss_offpolicy``, ``loss_is_weighted``, ``straight_through``; None: all), classified as
     ``gradient_of``.  A catalog entry is shown as its library uses it (its usage's modes
@@ -85,7 +90,9 @@ def gradients(target, modes: Sequence[str] | None = None, *, cross_check: bool =
     prints it.  ``cross_check``: compare with the symbolic gradient verdicts (``timeout``:
     CPU seconds per claim there, and the wall-clock limit on importing a user's file).
     ``expect`` (``kl_qp``, ``kl_pq`` or ``zero``): the gradient gate, every row must give
-    it (``mismatches``, ``exit_code``).
+    it (``mismatches``, ``exit_code``).  ``policy``, ``reference`` (and ``old``): logits
+    of shape (V,) or (T, V) to use instead of the fixed pairs (softmax, exact sums; the
+    off-policy modes need ``old``).
     Raises ``verify.layers.gradients.GradientUndecided`` when no trustworthy bound is reached."""
     from verify.layers import gradients as layer
     from verify.core.claims import GRADIENT
@@ -95,26 +102,63 @@ def gradients(target, modes: Sequence[str] | None = None, *, cross_check: bool =
     check_expect(expect)
     names = parse_modes(modes)  # unknown or empty modes: a UsageError before any work
     estimator = load_estimator(target, timeout)
-    rows = tuple(layer.gradient_details(estimator, names))  # names: a catalog entry as its library uses it
+    pairs, notes = layer.PAIRS, ()
+    if policy is not None or reference is not None or old is not None:
+        pairs, names, notes = _given(layer, estimator, names, policy, reference, old)
+    # names: a catalog entry as its library uses it
+    rows = tuple(layer.gradient_details(estimator, names, pairs=pairs))
     if estimator.expr is None:  # the full-vocabulary KL: not a function of r, no symbolic claims
-        return GradientsResult(estimator.name, "", rows, (), expect)
+        return GradientsResult(estimator.name, "", rows, (), expect, notes)
     expr, domain = as_expression_with_domain(estimator.expr)
     problems: list[str] = []
     if cross_check:
         verdicts, _ = decide_symbolic(expr, list(GRADIENT), timeout, domain, None)
-        problems = layer.symbolic_disagreements({c: v.verdict for c, v in verdicts.items()}, rows)
-    return GradientsResult(estimator.name, str(expr), rows, tuple(problems), expect)
+        problems = layer.symbolic_disagreements({c: v.verdict for c, v in verdicts.items()}, rows,
+                                                fixed_pairs=pairs is layer.PAIRS)
+    return GradientsResult(estimator.name, str(expr), rows, tuple(problems), expect, notes)
+
+
+def _given(layer, estimator, names, policy, reference, old):
+    """(pairs, mode names, notes) for given logits: checked like the torch path's, and
+    without ``old`` the off-policy modes left out (with a note)."""
+    from verify.layers.gradients.autograd import check_logits
+
+    if policy is None or reference is None:
+        raise UsageError("give both policy and reference logits (or neither, for the built-in pairs)")
+    policy, reference = check_logits(policy, "policy"), check_logits(reference, "reference")
+    if policy.shape != reference.shape:
+        raise UsageError(f"policy {policy.shape} and reference {reference.shape} logits differ in shape")
+    if old is not None:
+        old = check_logits(old, "old")
+        if old.shape != policy.shape:
+            raise UsageError(f"old {old.shape} and policy {policy.shape} logits differ in shape")
+    pairs = layer.given_pairs(policy, reference, old)
+    if old is not None:
+        return pairs, names, ()
+    available = ([m.name for m in layer.library_modes(estimator)] if estimator.usage is not None
+                 else list(layer.MODE_NAMES))
+    asked = list(names) if names is not None else available
+    kept = [name for name in asked if name not in OFF_POLICY]
+    if not kept:
+        raise UsageError("the off-policy modes need the old policy's logits (--old, or 'old' in --logits)")
+    dropped = [name for name in asked if name in OFF_POLICY]
+    return pairs, kept, ((f"no old policy given: {', '.join(dropped)} not computed",) if dropped else ())
+
+
+# the modes that sample from the old policy: they need its logits
+OFF_POLICY = ("loss_offpolicy", "loss_is_weighted")
 
 
 def gradient_tables(target=None, modes: Sequence[str] | None = None, *, cross_check: bool = False,
                     timeout: float | None = None, cross_check_timeout: float | None = None,
-                    expect: str | None = None) -> GradientTables:
+                    expect: str | None = None, policy=None, reference=None, old=None) -> GradientTables:
     """``gradients`` of one target, or of every registered estimator (``target=None``);
     over the registry with ``modes``, a catalog entry shows the asked modes its library
     uses and is left out if it uses none.  An estimator whose bound is not reached is
     listed in ``undecided`` instead of raising.  ``timeout``: the wall-clock limit on
     importing a user's file; ``cross_check_timeout`` (None: ``timeout``): CPU seconds per
-    symbolic claim of the cross-check."""
+    symbolic claim of the cross-check.  ``policy``, ``reference``, ``old``: given logits
+    (one target only), as in ``gradients``."""
     from verify.api.targets import load_registry
 
     check_timeout(timeout)
@@ -138,7 +182,7 @@ def gradient_tables(target=None, modes: Sequence[str] | None = None, *, cross_ch
         order.append(estimator.name)
         try:
             results.append(gradients(estimator, wanted, cross_check=cross_check, timeout=symbolic_timeout,
-                                     expect=expect))
+                                     expect=expect, policy=policy, reference=reference, old=old))
         except layer.GradientUndecided as error:
             undecided[estimator.name] = str(error)
     return GradientTables(tuple(results), undecided, single=target is not None, order=tuple(order))
@@ -172,18 +216,18 @@ class TermGradientsResult:
         return json_document("term_gradients", self.report.as_json())
 
 
-def _term_in_worker(target, usage, given, options, binds):
+def _term_in_worker(target, usage, given, options, binds, kind):
     from verify.api.targets import resolve_term
     from verify.layers.gradients import autograd
     from verify.layers.gradients.binding import bind_term
 
-    term = bind_term(resolve_term(target), options, binds)
-    return autograd.gradient_of_term(term, usage=usage, name=target.rpartition(":")[2], **given)
+    term = bind_term(resolve_term(target), options, binds, kind=kind)
+    return autograd.gradient_of_term(term, usage=usage, name=target.rpartition(":")[2], kind=kind, **given)
 
 
 def term_gradients(target: str, *, usage: str = "loss", policy=None, reference=None, old=None,
                    timeout: float | None = None, expect: str | None = None, options: dict | None = None,
-                   binds: dict | None = None):
+                   binds: dict | None = None, kind: str = "token"):
     """The expected gradient of the user's own per-token torch term ``FILE.py:FUNC``
     (``FUNC(logp, ref_logp, old_logp)``) through its own autograd
     (``verify.layers.gradients.autograd.gradient_of_term``), loaded and run in an isolated worker under a
@@ -193,7 +237,10 @@ def term_gradients(target: str, *, usage: str = "loss", policy=None, reference=N
     bound by name (``logprob``, ``log_probs_base``, ``old_log_probs``, ``loss_mask``, ...;
     ``verify.layers.gradients.binding``); ``options`` sets others (parameter -> value) and
     ``binds`` names a role outright (parameter -> ``logp``, ``ref_logp``, ``old_logp`` or
-    ``mask``: a mask is all ones)."""
+    ``mask``: a mask is all ones).  The term gets (batch, sequence) tensors, the
+    vocabulary enumerated on the batch axis; ``kind="full"``: a full-vocabulary term
+    (ROLL's "full") gets (batch, sequence, vocabulary) log-probs and returns one value
+    per position."""
     from verify.core.frameworks import require_torch
     from verify.api.isolation import DEFAULT_SECONDS, UserCodeFailed, run_isolated
 
@@ -202,12 +249,16 @@ def term_gradients(target: str, *, usage: str = "loss", policy=None, reference=N
     check_expect(expect)
     if usage not in ("loss", "reward"):
         raise UsageError(f"unknown usage {usage!r}; known: loss, reward")
+    if kind not in ("token", "full"):
+        raise UsageError(f"unknown kind {kind!r}; known: token, full")
+    if kind == "full" and usage != "loss":
+        raise UsageError("--kind full: a full-vocabulary term is a loss (it samples nothing to reward)")
     given = {key: value for key, value in (("policy", policy), ("reference", reference), ("old", old))
              if value is not None}
     for label, mapping in (("options", options), ("binds", binds)):
         if mapping is not None and not (isinstance(mapping, dict) and all(isinstance(k, str) for k in mapping)):
             raise UsageError(f"{label} must be a dict keyed by parameter name")
-    outcome = run_isolated(_term_in_worker, (target, usage, given, options or {}, binds or {}),
+    outcome = run_isolated(_term_in_worker, (target, usage, given, options or {}, binds or {}, kind),
                            seconds=timeout if timeout is not None else DEFAULT_SECONDS)
     if outcome.failure is not None:
         if outcome.failure.startswith("the user's code raised GradientUndecided: "):

@@ -67,6 +67,9 @@ def _from_module(module_name: str, name: str) -> Estimator:
 def _attribute(module, name, where) -> Estimator:
     value = getattr(module, name, None)
     if not isinstance(value, Estimator):
+        if callable(value):  # a library's own function or class: the torch path takes it
+            raise UsageError(f"{where}:{name} is a {'class' if isinstance(value, type) else 'function'}, not an "
+                             "Estimator: to check a library's own torch code, add --framework torch")
         raise UsageError(f"{where} has no Estimator named {name!r}")
     return value
 

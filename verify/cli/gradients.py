@@ -56,13 +56,18 @@ def add_parser(subparsers):
     parser.add_argument("--bind", action="append", metavar="PARAM=ROLE",
                         help="torch: the role of FUNC's parameter PARAM (logp, ref_logp, old_logp, mask), where "
                              "its name does not say it; repeatable")
+    parser.add_argument("--kind", choices=("token", "full"), default=None,
+                        help="torch: token (default): FUNC gives one value per token of (batch, sequence) "
+                             "log-probs; full: FUNC gets (batch, sequence, vocabulary) log-probs and gives one "
+                             "value per position (a full-vocabulary KL)")
     parser.add_argument("--usage", choices=("loss", "reward"), default=None,
                         help="torch: the term as a loss (modes loss, loss_offpolicy; default) or a reward")
-    parser.add_argument("--p", metavar="SPEC", help="torch: reference policy, categorical(logits=...)")
-    parser.add_argument("--q", metavar="SPEC", help="torch: policy pi_theta, categorical(logits=...)")
-    parser.add_argument("--old", metavar="SPEC", help="torch: old policy for loss_offpolicy, categorical(logits=...)")
+    parser.add_argument("--p", metavar="SPEC", help="reference policy, categorical(logits=...)")
+    parser.add_argument("--q", metavar="SPEC", help="policy pi_theta, categorical(logits=...)")
+    parser.add_argument("--old", metavar="SPEC", help="old policy for the off-policy modes, categorical(logits=...)")
     parser.add_argument("--logits", metavar="FILE.npz",
-                        help="torch: arrays policy, reference (optional old) of shape (V,) or (T, V)")
+                        help="arrays policy, reference (optional old) of shape (V,) or (T, V), instead of the "
+                             "fixed pairs")
     parser.set_defaults(run=run)
 
 
@@ -71,15 +76,19 @@ def run(args) -> int:
 
     if args.framework == "torch":
         return run_torch(args)
-    for option in ("usage", "p", "q", "old", "logits", "option", "bind"):
+    for option in ("usage", "kind", "option", "bind"):
         if getattr(args, option) is not None:
             raise UsageError(f"--{option} needs --framework torch (a term FUNC(logp, ref_logp, old_logp))")
     # catalog entries: their library's modes (loss, loss_offpolicy, reward)
     modes = parse_modes(args.mode, empty="--mode is empty")
     from verify.api.expected_gradients import gradient_tables
+    from verify.api.inputs import term_inputs
 
+    given = term_inputs(logits=args.logits, p=args.p, q=args.q, old=args.old)
+    if given and args.target is None:
+        raise UsageError("given logits (--p/--q, --logits) need a TARGET")
     tables = gradient_tables(args.target, modes, cross_check=not args.no_cross_check, timeout=args.timeout,
-                             cross_check_timeout=args.timeout or DEFAULT_TIMEOUT, expect=args.expect)
+                             cross_check_timeout=args.timeout or DEFAULT_TIMEOUT, expect=args.expect, **given)
     shown = {result.estimator: result for result in tables.results}
     texts = []
     for name in tables.order:
@@ -91,7 +100,8 @@ def run(args) -> int:
             print(f"kl-verify: {name}: layers disagree: {problem}", file=sys.stderr)
         for mismatch in result.mismatches:
             print(f"kl-verify: {name}: --expect {args.expect}: {mismatch}", file=sys.stderr)
-        texts.append(table_text(name, result.expression or "not a function of r", result.rows))
+        texts.append(table_text(name, result.expression or "not a function of r", result.rows)
+                     + "".join(f"\nnote: {note}" for note in result.notes))
     if args.json:
         document = tables.to_json()
         if document is not None:
@@ -147,7 +157,7 @@ def run_torch(args) -> int:
     name = args.target.rpartition(":")[2]
     try:
         result = term_gradients(args.target, usage=args.usage or "loss", timeout=args.timeout, expect=args.expect,
-                                options=options, binds=binds, **given)
+                                options=options, binds=binds, kind=args.kind or "token", **given)
     except GradientUndecided as error:
         print(f"kl-verify: {name}: undecided: {error}", file=sys.stderr)
         return EXIT_UNDECIDED
@@ -184,7 +194,8 @@ def term_table_text(report) -> str:
                      r.gradient_of, _cell(r.cosine_kl_qp, ".6f"), _cell(r.cosine_kl_pq, ".6f"),
                      _cell(r.norm_ratio_kl_qp, ".4g"), _cell(r.norm_ratio_kl_pq, ".4g"), reading))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [f"{report.function}: per-token term as a {report.usage}, gradients through its own torch autograd "
+    what = "per-token term" if report.kind == "token" else "full-vocabulary term"
+    lines = [f"{report.function}: {what} as a {report.usage}, gradients through its own torch autograd "
              "(softmax policy, float64)",
              "expected gradient G vs grad KL(q_theta||p) (qp) and grad KL(p||q_theta) (pq); gradient_of is "
              "decided within the computed error bounds", ""]

@@ -62,14 +62,14 @@ from verify.layers.gradients.modes import MODE_NAMES, MODES, Mode, parse_modes
 from verify.layers.gradients.mse import BATCH_SIZES, softmax_gradient_mse, softmax_gradient_mse_table
 from verify.layers.gradients.pairs import PAIRS, Pair
 from verify.layers.gradients.references import kl_pq_value, kl_qp_value, reference_gradients
-from verify.layers.gradients.table import expected_gradient, gradient_details, gradient_table
+from verify.layers.gradients.table import expected_gradient, given_pairs, gradient_details, gradient_table
 from verify.layers.gradients.usage import LibraryMode, library_modes, library_sweep, sweep_pairs, weight_description
 from verify.layers.gradients.verdicts import GRADIENT_OF, ROW_KEYS, GradientResult, classify_gradient
 
 __all__ = [
     "Mode", "MODES", "MODE_NAMES", "Pair", "PAIRS", "GRADIENT_OF", "ROW_KEYS",
     "GradientUndecided", "GradientResult", "expected_gradient", "reference_gradients",
-    "gradient_details", "gradient_table", "symbolic_disagreements", "parse_modes",
+    "gradient_details", "gradient_table", "given_pairs", "symbolic_disagreements", "parse_modes",
     "kl_qp_value", "kl_pq_value", "LibraryMode", "LIBRARY_MODE_NAMES", "library_modes", "library_sweep",
     "weight_description", "sweep_pairs", "classify_gradient", "BATCH_SIZES", "softmax_gradient_mse",
     "softmax_gradient_mse_table",

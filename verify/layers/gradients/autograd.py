@@ -10,8 +10,9 @@ weights and straight-through tricks act as written):
   ``logp``'s value).
 
 The policy is a softmax over logits theta, one row per position.  Instead of sampling,
-the whole vocabulary is one batch: every token x is evaluated at once, and the expected
-gradient is exact up to rounding:
+the whole vocabulary is one batch: the term gets (batch, sequence) = (V, T) tensors,
+token x at position t in element (x, t) (``term_calls``: a term that mixes positions or
+batch rows is found and reported), and the expected gradient is exact up to rounding:
 
 - ``loss`` (on-policy):        G = grad_theta sum_x pi_theta(x) func(x), weights detached;
 - ``loss_offpolicy``:          the same with weights pi_old (pi_old != pi_theta, as after
@@ -31,12 +32,16 @@ Error bound of G (2-norm, per position), two terms:
    same code run in float32 and in float64; their difference estimates float32's error,
    and float64's is that times eps64/eps32, times ``PRECISION_SAFETY``.
 
-The bound assumes ``func`` computes in the dtype it is given (a term that casts to
-float32 inside and back is float32-accurate, and its bound is float32's only if it
-returns float32).  Where the float32 evaluation is not finite, term 2 is replaced by
+A term that computes in a narrower dtype than it returns (a cast to float32 inside, a
+float64 weight outside) is found from its values (``term_calls.detected_precision``):
+terms 1 and 2 then use that dtype's eps, plus a bound on its rounding of the inputs and
+of every operation (``input_rounding_bound``), and the row's note names the precision.  Where the float32 evaluation is not finite, term 2 is replaced by
 ``FALLBACK_REL`` of the sum of |terms| (half of float64's digits) and the row says so.
 A term whose value does not depend on ``logp`` in autograd at all (detached everywhere,
 ``@torch.no_grad``) has the gradient zero identically, and the row says so.
+
+A full-vocabulary term (``kind="full"``, ROLL's "full") gets (1, T, V) log-probs and
+returns one value per position; its gradient is that of its value (nothing is sampled).
 
 Only the softmax family runs through this path (the built-in ``near``/``far`` pairs of
 ``verify.layers.gradients``, or given logits: regime ``given``).
@@ -54,6 +59,8 @@ from verify.core.frameworks import require_torch
 from verify.errors import UsageError
 from verify.layers.gradients.bounds import GradientUndecided
 from verify.layers.gradients.pairs import PAIRS
+from verify.layers.gradients.term_calls import (EPS, as_batch_sequence, call_value, detected_precision,
+                                               input_rounding_bound, mixing_note, probe_term)
 from verify.layers.gradients.verdicts import classify_gradient, round_significant
 
 __all__ = [
@@ -63,6 +70,7 @@ __all__ = [
 ]
 
 USAGES = ("loss", "reward")
+KINDS = ("token", "full")  # a per-token term, or a full-vocabulary one (one value per position)
 TERM_MODES = {"loss": ("loss", "loss_offpolicy"), "reward": ("reward",)}
 EPS32 = float(np.finfo(np.float32).eps)
 # Rounding of one per-token gradient (a handful of correctly rounded operations in the
@@ -123,13 +131,16 @@ class TermGradientReport:
     results: tuple
     notes: tuple = ()
     output: str = field(default="", repr=False, compare=False)  # what the term printed (kept off the JSON)
+    kind: str = "token"
+    mixes: tuple = ()  # the axes the term mixes ("positions", "batch rows"): not a per-token function
 
     def as_json(self) -> dict:
         """The payload of the document ``verify gradients FILE.py:FUNC --framework torch --json``
         prints (schema ``verify/schemas/term_gradients.json``); ``verify.api`` wraps it
         (``json_document("term_gradients", report.as_json())``)."""
-        return {"function": self.function, "framework": "torch", "usage": self.usage,
-                "results": [r.as_json() for r in self.results], "notes": list(self.notes)}
+        return {"function": self.function, "framework": "torch", "usage": self.usage, "term_kind": self.kind,
+                "mixes": list(self.mixes), "results": [r.as_json() for r in self.results],
+                "notes": list(self.notes)}
 
 
 # ----------------------------------------------------------------------- inputs
@@ -197,54 +208,44 @@ def reference_gradients(logits, ref_logits):
 
 # --------------------------------------------------------------- the user's term
 
-def _call_term(torch, func, logq, ref, old, mode, dtype, flat=False):
-    """(g = dL/dlogp per token as float64 (T, V), identically zero?, eps of the value's
-    dtype) for one evaluation in dtype.  ``flat``: the term sees 1-D tensors (V,)."""
+def _call_term(torch, func, logq, ref, old, mode, dtype):
+    """(g = dL/dlogp per token as float64 (T, V), identically zero?, the value's dtype
+    name, the values as float64 (T, V)) for one evaluation in ``dtype``.  The term sees
+    (batch, sequence) = (V, T) tensors (``term_calls``)."""
     shape = logq.shape
-    if flat:
-        logq, ref = logq[0], ref[0]
-        old = old[0] if old is not None else None
-    leaf = torch.tensor(logq, dtype=dtype).requires_grad_(True)
-    ref_t = torch.tensor(ref, dtype=dtype)
-    old_t = leaf.detach() if mode in ("loss", "reward") else torch.tensor(old, dtype=dtype)
-    weights = torch.from_numpy(np.exp(logq if mode in ("loss", "reward") else old))
+    leaf = as_batch_sequence(torch, logq, dtype).requires_grad_(True)
+    ref_t = as_batch_sequence(torch, ref, dtype)
+    old_t = leaf.detach() if mode in ("loss", "reward") else as_batch_sequence(torch, old, dtype)
+    weights = torch.from_numpy(np.ascontiguousarray(np.exp(logq if mode in ("loss", "reward") else old).T))
     with torch.enable_grad():
-        try:
-            value = func(leaf, ref_t, old_t)
-        except UsageError:
-            raise
-        except Exception as error:  # noqa: BLE001 - the user's code failing is bad input, said in one line
-            raise UsageError(f"the term raised {type(error).__name__}: {error}"[:300]) from None
-        if not isinstance(value, torch.Tensor):
-            raise UsageError(f"the term must return a torch tensor, got {type(value).__name__}")
-        if tuple(value.shape) != tuple(leaf.shape):
-            raise UsageError(f"the term must return one value per token: shape {tuple(leaf.shape)} in, "
-                             f"{tuple(value.shape)} out")
+        value = call_value(torch, func, leaf, ref_t, old_t)
         if value.dtype not in (torch.float64, torch.float32):
             raise UsageError(f"the term returned {value.dtype} for {dtype} inputs: the expected gradient is "
                              "computed in float64, so the term must compute in float64 or float32 here")
-        eps = float(torch.finfo(value.dtype).eps)
+        returned = "float64" if value.dtype == torch.float64 else "float32"
         values = value.detach().to(torch.float64)
-        _check_finite(torch, values, weights, "value")
+        _check_finite(values, weights, "value")
+        values_np = values.numpy().T.reshape(shape).copy()
         if mode == "reward":
-            return (weights * values).numpy().reshape(shape), False, eps
+            return (weights * values).numpy().T.reshape(shape).copy(), False, returned, values_np
         if not value.requires_grad:
-            return np.zeros(shape), True, eps
+            return np.zeros(shape), True, returned, values_np
         objective = (weights * value.to(torch.float64)).sum()
         (gradient,) = torch.autograd.grad(objective, leaf, allow_unused=True)
     if gradient is None:
-        return np.zeros(shape), True, eps
+        return np.zeros(shape), True, returned, values_np
     gradient = gradient.detach().to(torch.float64)
-    _check_finite(torch, gradient, weights, "gradient")
-    return gradient.numpy().reshape(shape), False, eps
+    _check_finite(gradient, weights, "gradient")
+    return gradient.numpy().T.reshape(shape).copy(), False, returned, values_np
 
 
-def _check_finite(torch, values, weights, what):
+def _check_finite(values, weights, what):
     bad = ~np.isfinite(values.numpy())
     if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise GradientUndecided(f"the term's {what} is not finite at token {index} "
-                                f"(pi = {float(weights[index]):.3g}): the expected gradient cannot be bounded")
+        batch, position = (int(i) for i in np.argwhere(bad)[0])
+        raise GradientUndecided(f"the term's {what} is not finite at token {batch}, position {position} "
+                                f"(pi = {float(weights[batch, position]):.3g}): the expected gradient cannot be "
+                                "bounded")
 
 
 def _project(g, q):
@@ -254,28 +255,42 @@ def _project(g, q):
     return g - q * total, magnitude
 
 
-def _expected_gradients(torch, func, logits, ref_logits, old_logits, mode, flat=False):
-    """(G per row, error bound per row, identically zero, note) for one mode."""
+def _projected_norm(per_token, q):
+    """2-norm per row of a per-token bound carried through the softmax chain rule."""
+    return np.linalg.norm(per_token, axis=1) + np.linalg.norm(q, axis=1) * per_token.sum(axis=1)
+
+
+def _expected_gradients(torch, func, logits, ref_logits, old_logits, mode, probed="float64"):
+    """(G per row, error bound per row, identically zero, note) for one mode; ``probed``:
+    the precision the on-policy probe found (``term_calls.probe_term``)."""
     logq = log_softmax(logits, axis=1)
     ref = log_softmax(ref_logits, axis=1)
     old = log_softmax(old_logits, axis=1) if old_logits is not None else None
     q = np.exp(logq)
-    g64, zero, eps = _call_term(torch, func, logq, ref, old, mode, torch.float64, flat)
+    pi = q if mode in ("loss", "reward") else np.exp(old)
+    g64, zero, returned, values = _call_term(torch, func, logq, ref, old, mode, torch.float64)
     gradient, magnitude = _project(g64, q)
-    # a term that returns float32 for float64 inputs is rounded to float32: its ulps
-    error = TERM_ULPS * max(eps, EPS64) * np.linalg.norm(magnitude, axis=1)
-    note = "" if eps <= EPS64 else "the term computes in float32: its rounding is float32's"
+    precision = max(detected_precision(values, returned), probed, key=EPS.__getitem__)
+    eps = EPS[precision]
+    error = TERM_ULPS * eps * np.linalg.norm(magnitude, axis=1)
+    notes = []
+    if precision != "float64":
+        # a narrower dtype inside: its rounding of the inputs and of every operation
+        per_token = input_rounding_bound(pi, logq, ref, old, values, np.abs(g64))
+        error = error + PRECISION_SAFETY * eps * _projected_norm(per_token, q)
+        inside = "" if precision == returned else f" inside its {returned} output"
+        notes.append(f"detected precision: {precision}{inside} (every value is a {precision} number): "
+                     f"the error bound is {precision}'s")
     if zero:
         return gradient, error, True, "the term does not depend on logp in autograd: the gradient is identically zero"
     try:
-        g32, _, _ = _call_term(torch, func, logq, ref, old, mode, torch.float32, flat)
+        g32, _, _, _ = _call_term(torch, func, logq, ref, old, mode, torch.float32)
         gradient32, _ = _project(g32, q)
         error = error + PRECISION_SAFETY * (EPS64 / EPS32) * np.linalg.norm(gradient - gradient32, axis=1)
     except GradientUndecided:
         error = error + FALLBACK_REL * np.linalg.norm(magnitude, axis=1)
-        note = "; ".join(filter(None, [
-            note, "float32 evaluation not finite: cancellation bound assumed (half of float64's digits)"]))
-    return gradient, error, False, note
+        notes.append("float32 evaluation not finite: cancellation bound assumed (half of float64's digits)")
+    return gradient, error, False, "; ".join(notes)
 
 
 def _round_up(value, digits=3):
@@ -319,58 +334,132 @@ def _term_row(mode, regime, position, gradient, error, grad_qp, grad_pq, error_q
     )
 
 
-def _rows_for(torch, func, modes, regime, logits, ref_logits, old_logits, flat=False):
-    grad_qp, grad_pq, error_qp, error_pq, kl = reference_gradients(logits, ref_logits)
-    positions = logits.shape[0]
-    rows = []
-    for mode in modes:
-        gradient, error, zero, note = _expected_gradients(torch, func, logits, ref_logits, old_logits, mode, flat)
-        label = (lambda t: None) if positions == 1 else (lambda t: t)
-        for t in range(positions):
-            rows.append(_term_row(mode, regime, label(t), gradient[t], error[t], grad_qp[t], grad_pq[t],
-                             error_qp[t], error_pq[t], kl[t], zero, note))
-        if positions > 1:
-            # the mean over positions of the per-position terms: its gradient w.r.t. all
-            # T x V logits is the concatenation / T, against grad of the mean KL
-            rows.append(_term_row(mode, regime, "mean", gradient.ravel() / positions,
-                             float(np.linalg.norm(error)) / positions,
-                             grad_qp.ravel() / positions, grad_pq.ravel() / positions,
-                             float(np.linalg.norm(error_qp)) / positions,
-                             float(np.linalg.norm(error_pq)) / positions, float(np.mean(kl)), zero, note))
+def _position_rows(mode, regime, gradient, error, references, zero, note):
+    """One row per position (position None for a single one) and, for several, their mean."""
+    grad_qp, grad_pq, error_qp, error_pq, kl = references
+    positions = gradient.shape[0]
+    rows = [_term_row(mode, regime, None if positions == 1 else t, gradient[t], error[t], grad_qp[t], grad_pq[t],
+                      error_qp[t], error_pq[t], kl[t], zero, note) for t in range(positions)]
+    if positions > 1:
+        # the mean over positions of the per-position terms: its gradient w.r.t. all
+        # T x V logits is the concatenation / T, against grad of the mean KL
+        rows.append(_term_row(mode, regime, "mean", gradient.ravel() / positions,
+                              float(np.linalg.norm(error)) / positions,
+                              grad_qp.ravel() / positions, grad_pq.ravel() / positions,
+                              float(np.linalg.norm(error_qp)) / positions,
+                              float(np.linalg.norm(error_pq)) / positions, float(np.mean(kl)), zero, note))
     return rows
 
 
+def _rows_for(torch, func, modes, regime, logits, ref_logits, old_logits, kind, precision):
+    references = reference_gradients(logits, ref_logits)
+    rows = []
+    for mode in modes:
+        if kind == "full":
+            gradient, error, zero, note = _full_vocabulary_gradient(torch, func, logits, ref_logits)
+        else:
+            gradient, error, zero, note = _expected_gradients(torch, func, logits, ref_logits, old_logits, mode,
+                                                              precision)
+        rows += _position_rows(mode, regime, gradient, error, references, zero, note)
+    return rows
+
+
+# ------------------------------------------------------ full-vocabulary terms
+
+def _full_call(torch, func, logits, ref_logits, dtype):
+    """(G = grad_theta of the sum over positions of the term, identically zero?, returned
+    dtype, values): the term gets (1, T, V) log-probs and returns (1, T)."""
+    theta = torch.tensor(logits, dtype=dtype).requires_grad_(True)
+    ref = torch.log_softmax(torch.tensor(ref_logits, dtype=dtype), dim=-1)[None]
+    with torch.enable_grad():
+        logq = torch.log_softmax(theta, dim=-1)[None]
+        try:
+            value = func(logq, ref, logq.detach())
+        except UsageError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the user's code failing is bad input, said in one line
+            raise UsageError(f"the term raised {type(error).__name__}: {error}"[:300]) from None
+        if not isinstance(value, torch.Tensor):
+            raise UsageError(f"the term must return a torch tensor, got {type(value).__name__}")
+        if tuple(value.shape) != tuple(logq.shape[:-1]):
+            raise UsageError(f"--kind full: the term must return one value per position: (batch, sequence, "
+                             f"vocabulary) = {tuple(logq.shape)} in, {tuple(value.shape)} out")
+        if value.dtype not in (torch.float64, torch.float32):
+            raise UsageError(f"the term returned {value.dtype} for {dtype} inputs: it must compute in float64 "
+                             "or float32 here")
+        returned = "float64" if value.dtype == torch.float64 else "float32"
+        values = value.detach().to(torch.float64).numpy()[0].copy()
+        if not np.all(np.isfinite(values)):
+            raise GradientUndecided("the term's value is not finite: the gradient cannot be bounded")
+        if not value.requires_grad:
+            return np.zeros(logits.shape), True, returned, values
+        (gradient,) = torch.autograd.grad(value.to(torch.float64).sum(), theta, allow_unused=True)
+    if gradient is None:
+        return np.zeros(logits.shape), True, returned, values
+    gradient = gradient.detach().to(torch.float64).numpy()
+    if not np.all(np.isfinite(gradient)):
+        raise GradientUndecided("the term's gradient is not finite: it cannot be bounded")
+    return gradient, False, returned, values
+
+
+def _full_vocabulary_gradient(torch, func, logits, ref_logits):
+    """(G per position, error bound, identically zero, note) of a full-vocabulary term: no
+    sampling, G is the gradient of its value.  Bound: TERM_ULPS eps of the size of every
+    operand (q (1 + |log q| + |log p|) per token), plus the float32/float64 difference
+    scaled as in ``_expected_gradients``."""
+    gradient, zero, returned, values = _full_call(torch, func, logits, ref_logits, torch.float64)
+    precision = detected_precision(values, returned)
+    logq, logp = log_softmax(logits, axis=1), log_softmax(ref_logits, axis=1)
+    q = np.exp(logq)
+    size = q * (1.0 + np.abs(logq) + np.abs(logp)) + np.abs(gradient)
+    error = (TERM_ULPS + (PRECISION_SAFETY if precision != "float64" else 0)) * EPS[precision] * \
+        _projected_norm(size, q)
+    note = "" if precision == "float64" else f"detected precision: {precision}: the error bound is {precision}'s"
+    if zero:
+        return gradient, error, True, "the term does not depend on the logits in autograd: the gradient is " \
+                                      "identically zero"
+    try:
+        gradient32, _, _, _ = _full_call(torch, func, logits, ref_logits, torch.float32)
+        error = error + PRECISION_SAFETY * (EPS64 / EPS32) * np.linalg.norm(gradient - gradient32, axis=1)
+    except GradientUndecided:
+        error = error + FALLBACK_REL * _projected_norm(size, q)
+    return gradient, error, False, note
+
+
 def gradient_of_term(func, *, usage: str = "loss", policy=None, reference=None, old=None,
-                     name: str | None = None) -> TermGradientReport:
+                     name: str | None = None, kind: str = "token") -> TermGradientReport:
     """The expected gradient of ``func(logp, ref_logp, old_logp)`` per mode and pair.
 
     Without ``policy``/``reference``: the built-in softmax pairs of
     :data:`verify.layers.gradients.PAIRS` (regimes ``near``, ``far``).  With them: logits of
     shape (V,) or (T, V) (regime ``given``; ``old`` optional, needed for
     ``loss_offpolicy``), one row per position plus their ``mean``.  ``usage``: ``loss``
-    (modes loss, loss_offpolicy) or ``reward``.
+    (modes loss, loss_offpolicy) or ``reward``.  ``kind="token"``: a per-token term on
+    (batch, sequence) tensors (``term_calls``); ``kind="full"``: a full-vocabulary term on
+    (batch, sequence, vocabulary) log-probs returning one value per position (mode loss
+    only: it samples nothing).
     """
     torch = require_torch()
     if usage not in USAGES:
         raise UsageError(f"unknown usage {usage!r}; known: {', '.join(USAGES)}")
+    if kind not in KINDS:
+        raise UsageError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    if kind == "full" and usage != "loss":
+        raise UsageError("--kind full: a full-vocabulary term is a loss (it samples nothing to reward)")
     if not callable(func):
         raise UsageError(f"the term must be callable, got {type(func).__name__}")
-    modes = TERM_MODES[usage]
+    modes = TERM_MODES[usage] if kind == "token" else ("loss",)
     name = name or getattr(func, "__name__", "term")
     notes = []
-    rows = []
+    jobs = []  # (regime, logits, reference logits, old logits)
     if policy is None and reference is None:
         if old is not None:
             raise UsageError("old logits given without policy and reference logits")
-        for pair in PAIRS:
-            if pair.family != "softmax":
-                continue
-            rows += _rows_for(torch, func, modes, pair.regime, np.array([pair.theta]), np.array([pair.p]),
-                              np.array([pair.theta_old]), flat=True)
+        jobs = [(pair.regime, np.array([pair.theta]), np.array([pair.p]), np.array([pair.theta_old]))
+                for pair in PAIRS if pair.family == "softmax"]
     else:
         if policy is None or reference is None:
             raise UsageError("give both policy and reference logits (or neither, for the built-in pairs)")
-        flat = np.ndim(policy) == 1
         policy = check_logits(policy, "policy")
         reference = check_logits(reference, "reference")
         if policy.shape != reference.shape:
@@ -382,7 +471,17 @@ def gradient_of_term(func, *, usage: str = "loss", policy=None, reference=None, 
         elif "loss_offpolicy" in modes:
             modes = tuple(m for m in modes if m != "loss_offpolicy")
             notes.append("no old policy given: loss_offpolicy not computed")
-        rows += _rows_for(torch, func, modes, "given", policy, reference, old, flat=flat)
+        jobs = [("given", policy, reference, old)]
+    mixed, precision = (), "float64"
+    if kind == "token":
+        _, logits, ref_logits, _ = jobs[0]
+        mixed, precision = probe_term(torch, func, log_softmax(logits[0]), log_softmax(ref_logits[0]))
+        if mixed:
+            notes.append(mixing_note(mixed, jobs[0][1].shape[0]))
+    rows = []
+    for regime, logits, ref_logits, old_logits in jobs:
+        rows += _rows_for(torch, func, modes, regime, logits, ref_logits, old_logits, kind, precision)
     order = {m: i for i, m in enumerate(TERM_MODES[usage])}
     rows.sort(key=lambda r: order[r.mode])  # stable: pairs and positions keep their order
-    return TermGradientReport(function=name, usage=usage, results=tuple(rows), notes=tuple(notes))
+    return TermGradientReport(function=name, usage=usage, results=tuple(rows), notes=tuple(notes), kind=kind,
+                              mixes=mixed)

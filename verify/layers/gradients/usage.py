@@ -142,11 +142,11 @@ def library_gradients(mode, pairs):
     return [out[p] for p in pairs]
 
 
-def library_details(estimator, names) -> list[GradientResult]:
-    """The rows of the library modes ``names`` (None: all) on the fixed pairs."""
+def library_details(estimator, names, pairs=PAIRS) -> list[GradientResult]:
+    """The rows of the library modes ``names`` (None: all) on ``pairs`` (the fixed ones)."""
     results = []
     for mode in _select(library_modes(estimator), names):
-        for pair, (gradient, error) in zip(PAIRS, library_gradients(mode, PAIRS)):
+        for pair, (gradient, error) in zip(pairs, library_gradients(mode, pairs)):
             results.append(gradient_result(mode, pair, gradient, error, as_used=mode.description,
                                            generic=mode.generic))
     return results

@@ -85,6 +85,18 @@ class Estimator:
     bfloat16 included; torch is an optional extra).  ``usage`` says how
     a training library uses the term (the catalog's entries); ``expr`` is None only for a
     term that is not a function of r at one sample (the full-vocabulary KL).
+    ``numeric_grad(logp, logq)``, for a NumPy ``numeric`` emulating torch code: the
+    gradient of that code with respect to logq (the policy log-prob) elementwise,
+    upstream gradient 1 in the output dtype, as torch autograd computes it in its dtypes
+    and order, returned in logq's dtype like ``.grad`` (0 x inf = NaN included: an exp
+    that overflowed, under a clamp or torch.where branch that gives it a 0 gradient);
+    for a weighted or straight-through usage, that of the library's whole expression
+    on-policy (old = logq detached).  There autograd is not the derivative of ``expr``
+    (a weight exp(logq - logq.detach()) is 1 in value, not in gradient), so
+    ``backward_expr`` gives an expression in r whose derivative with respect to logq is
+    the exact gradient of that whole expression: the backward claims judge
+    ``numeric_grad`` by it (tests/test_catalog.py checks it against the gradient layer's
+    own derivation of the library's loss).
     """
 
     name: str
@@ -98,6 +110,8 @@ class Estimator:
     fp_notes: dict[str, str] = field(default_factory=dict)
     framework: str = "numpy"
     usage: Usage | None = None
+    numeric_grad: Callable[[Any, Any], Any] | None = None
+    backward_expr: Any = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:

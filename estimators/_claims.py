@@ -25,6 +25,24 @@ K3_IN_OUT = "Min(Max(exp(Min(Max(log(r), -20), 20)) - 1 - Min(Max(log(r), -20), 
 # implementations keep the libraries' own arithmetic (no clamp before exp: overflow).
 K3_OUT = K3_IN_OUT
 
+# Expressions whose derivative with respect to logq is the exact gradient of a library's
+# whole on-policy term where autograd differs from the derivative of its value (the
+# ``backward_expr`` of an Estimator): d/dlogq = -d/dt, t = log r.
+# - a weight exp(logq - logq.detach()) times k3, or k3's straight-through k2: -t, k2's;
+GRAD_K2 = K2
+# - NeMo-RL: weight (1 in value) times the term, clamped to [-10, 10]: d/dlogq is
+#   (term(t) - term'(t)) where |term| <= 10, else 0; with c the clamped log ratio:
+#   k1: (1 - t) for |t| <= 10;  k2: (t^2/2 - t) for |t| <= sqrt(20);
+GRAD_NEMO_K1 = "Min(Max(log(r), -10), 10)**2 / 2 - Min(Max(log(r), -10), 10)"
+GRAD_NEMO_K2 = "Min(Max(log(r), -sqrt(20)), sqrt(20))**2 / 2 - Min(Max(log(r), -sqrt(20)), sqrt(20))**3 / 6"
+# - k3 (and slime's weighted low_var_kl): -t where k3 <= 10, i.e. for t in [A, B], the
+#   roots of e^t - 1 - t = 10: t = -11 - W_k(-e^-11) (Lambert W, branches 0 and -1), to 40
+#   digits (mpmath; tests/test_catalog.py checks that no float64 lies between each
+#   constant and its root, so the kink is where the true one is for every input).
+K3_CLAMP_LOW = "-10.99998329802025595651707359996345384547"
+K3_CLAMP_HIGH = "2.610868638149875938404438133980326546173"
+GRAD_K3_OUT = f"Min(Max(log(r), {K3_CLAMP_LOW}), {K3_CLAMP_HIGH})**2 / 2"
+
 _BOUNDED = ("zero_at_one", "subexponential_growth", "linear_growth_in_log_ratio", "locally_unbiased")
 _BOUNDED_NONNEGATIVE = ("zero_at_one", "nonnegative", "unique_minimum_at_one", "subexponential_growth",
                         "linear_growth_in_log_ratio", "locally_unbiased")

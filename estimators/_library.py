@@ -70,3 +70,60 @@ def mul(a, b):
 def div(a, b):
     with np.errstate(all="ignore"):
         return np.divide(a, b)
+
+
+def neg(x):
+    return np.negative(x)
+
+
+# --- backward rules, as torch's autograd computes them on CPU (torch 2.13, checked
+# against torch in tests/test_catalog_torch.py).  Each gradient is an array of the dtype
+# the op ran in, every op rounded once to it (16-bit ones through float32, as above), so
+# the catalog's backward passes are written with these in the order autograd runs them:
+# mul and exp backward multiply the upstream gradient (0 x inf = NaN where it is 0 and
+# the factor overflowed); clamp and torch.where backward SELECT (a NaN or inf upstream
+# gradient becomes an exact +0 where the clamp bites, or in the branch not taken).
+
+def ones(x):
+    """The upstream gradient of ``out.backward(torch.ones_like(out))``."""
+    return np.ones_like(np.asarray(x))
+
+
+def zero(x):
+    return constant(x, 0)
+
+
+def clamp_backward(grad, x, low, high):
+    """grad where low <= x <= high (both ends included), else +0; NaN x gives +0."""
+    with np.errstate(invalid="ignore"):
+        inside = (x >= constant(x, low)) & (x <= constant(x, high))
+    return np.where(inside, grad, zero(grad))
+
+
+def where_backward(condition, grad):
+    """torch.where(condition, a, b): (the gradient of a, that of b); the other gets +0."""
+    return np.where(condition, grad, zero(grad)), np.where(condition, zero(grad), grad)
+
+
+def sgn(x):
+    """torch.sgn of a real tensor: (0 < x) - (x < 0): +0 at +-0 and at NaN."""
+    x = np.asarray(x)
+    with np.errstate(invalid="ignore"):
+        return ((x > 0).astype(np.int8) - (x < 0).astype(np.int8)).astype(x.dtype)
+
+
+def abs_backward(grad, x):
+    """grad * x.sgn(): 0 (not a subgradient of 1) where x is 0."""
+    return mul(grad, sgn(x))
+
+
+def square_backward(grad, x):
+    """pow(x, 2) backward (torch.square and x**2): grad * (2.0 * x.pow(1))."""
+    return mul(grad, mul(constant(x, 2), x))
+
+
+def cast_backward(grad, dtype):
+    """``.float()`` / ``.to(dtype)`` backward: the gradient cast back to the input dtype,
+    rounded once (float32 -> 16-bit by NumPy or ml_dtypes is correctly rounded)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(grad).astype(dtype)

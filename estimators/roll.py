@@ -7,10 +7,11 @@ Source: roll/utils/functionals.py ``compute_approx_kl``.
 """
 from estimators import Estimator, Usage
 from estimators import _claims as C
-from estimators.openrlhf import k3_numeric
+from estimators.openrlhf import k3_grad, k3_numeric
 
 roll_k3 = Estimator(
     name="roll_k3", expr=C.K3_OUT, numeric=k3_numeric, claims=C.PROVED[C.K3_OUT] + C.FP_FINITE,
+    numeric_grad=k3_grad,
     source="roll utils/functionals.py compute_approx_kl: k3 -> clamp(exp(t) - 1 - t, -10, 10) in float32",
     description="k3 clamped to [-10, 10], in float32: ROLL's KL loss."
                 " (f(r) is written with a [-20, 20] clamp on log r, which never changes its value: k3 > 10 there.)",

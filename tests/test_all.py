@@ -118,9 +118,11 @@ def test_committed_fingerprints_match_the_code():
             now = cache.fingerprint(cell_description(cell, estimator, results["profile"], 10.0))
             if recorded.get(cell) != now:
                 stale.append(f"{name} {cell}")
-    now = cache.fingerprint(cell_description("reproductions", None, results["profile"], 10.0))
-    if results.get("reproductions_fingerprint") != now:
-        stale.append("reproductions")
+    for cell in ("reproductions", "sequences"):
+        now = cache.fingerprint(cell_description(cell, None, results["profile"], 10.0))
+        key = "sequence_models_fingerprint" if cell == "sequences" else "reproductions_fingerprint"
+        if results.get(key) != now:
+            stale.append(cell)
     assert not stale, "stale cells (run python -m verify all): " + ", ".join(stale)
 
 
@@ -152,7 +154,7 @@ def test_recomputed_cells_equal_the_committed_ones():
         assert json.dumps(record["claims"], sort_keys=True) == json.dumps(symbolic, sort_keys=True), name
         for key in ("moments", "gradients", "curve", "expression"):
             assert json.dumps(record.get(key), sort_keys=True) == json.dumps(old.get(key), sort_keys=True), (name, key)
-    for key in ("reproductions", "choosing", "libraries", "sequences", "disagreements"):
+    for key in ("reproductions", "choosing", "libraries", "sequences", "sequence_models", "disagreements"):
         if key in committed:
             assert json.dumps(fresh.get(key), sort_keys=True) == json.dumps(committed[key], sort_keys=True), key
 

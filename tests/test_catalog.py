@@ -359,3 +359,46 @@ def test_cli_bad_catalog_input_is_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("kl-verify: error:") and err.count("\n") == 1
+
+
+# ----------------------------------------------- the exact gradient of the backward claims
+
+_KINK_FREE_T = [float(t) for t in np.linspace(-30.0, 30.0, 241) + 0.0123]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in REGISTRY.items()
+                                        if e.numeric_grad is not None and "loss" in e.usage.kinds))
+def test_backward_reference_is_the_library_loss_gradient(name):
+    """The exact gradient the backward claims judge ``numeric_grad`` by (-d/dt of
+    ``backward_expr``, else of ``expr``) equals the gradient layer's own derivation of the
+    library's on-policy loss (the score coefficient of its ``loss`` mode at u = 0), at
+    points away from the kinks: two derivations that share nothing but the registry."""
+    from verify.layers.gradients.symbols import LOG_RATIO, LOG_WEIGHT
+
+    entry = REGISTRY[name]
+    t = sp.Symbol("t", real=True)
+    reference = as_expression(entry.backward_expr or entry.expr).subs(RATIO, sp.exp(t))
+    ours = sp.lambdify(t, -sp.diff(reference, t), modules="mpmath")
+    loss = next(m for m in gradients.library_modes(entry) if m.name == "loss")
+    theirs = sp.lambdify(LOG_RATIO, loss.coefficient.subs(LOG_WEIGHT, 0), modules="mpmath")
+    with mpmath.workdps(30):
+        for value in _KINK_FREE_T:
+            a, b = ours(mpmath.mpf(value)), theirs(mpmath.mpf(value))
+            assert abs(a - b) <= mpmath.mpf(10) ** -20 * (1 + abs(b)), (name, value, a, b)
+
+
+def test_k3_clamp_constants_sit_where_the_roots_are():
+    """No float64 lies between each 40-digit constant and the root of e^t - 1 - t = 10 it
+    stands for, so the kink of GRAD_K3_OUT is where the true one is for every input."""
+    from estimators import _claims
+
+    with mpmath.workdps(60):
+        for text, branch in ((_claims.K3_CLAMP_LOW, 0), (_claims.K3_CLAMP_HIGH, -1)):
+            root = (-11 - mpmath.lambertw(-mpmath.exp(-11), branch)).real
+            assert abs(mpmath.exp(root) - 1 - root - 10) < mpmath.mpf(10) ** -50
+            constant = mpmath.mpf(text)
+            low, high = sorted((constant, root))
+            below = float(low)  # nearest double; the doubles around the pair must bracket both
+            below = below if below <= low else float(np.nextafter(below, -np.inf))
+            above = float(np.nextafter(below, np.inf))
+            assert below <= low and high < above, (text, root)

@@ -8,6 +8,14 @@ library writes it (``logprob`` = log q, the policy; ``ref`` = log p; ``old`` = l
   EXP_ULPS ulps of the exp.  Inputs: every 16-bit value of [-60, 0] against 0 on both
   sides (every log ratio the library can form from a 16-bit subtraction with 0), and a
   dense deterministic set of pairs in [-60, 0].
+- Backward passes: each entry's ``numeric_grad`` (the NumPy emulation of autograd through
+  the library's code, d/dlogq) equals the twin's autograd gradient of the policy
+  log-prob, on the same inputs plus pairs beyond [-60, 0] (log-probs of -89, -1e4, -inf:
+  exp overflowing in every dtype, masked tokens): bit for bit, signs of zeros and NaN
+  positions included, where every exp runs in a 16-bit dtype or there is none; where an
+  exp runs in float32/float64, NaN and inf positions exactly and the finite values within
+  EXP_ULPS ulps of the exp's magnitude (plus one ulp of the gradient's dtype when it is
+  narrower: the float32 gradient is cast back).
 - Gradients: the expected gradient of each library mode, by torch autograd in float64 on
   the softmax pairs of verify.layers.gradients (the outcomes enumerated), equals the harness's
   exact result within its error bound (plus float64 rounding of the oracle).
@@ -16,6 +24,7 @@ Without torch the module is skipped, except under CI=true, where a missing torch
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -263,3 +272,83 @@ def test_expected_gradients_equal_autograd_of_the_twin(name, mode, regime):
                   if (r.family, r.regime) == ("softmax", regime))
     oracle = _oracle_gradient(name, mode, pair)
     assert np.linalg.norm(np.array(result.gradient) - oracle) <= result.error + ORACLE_ATOL, (result.gradient, oracle)
+
+
+# ------------------------------------------------------ backward passes, pair by pair
+
+# a 16-bit gradient of float32 work: each rounding of a float32 value of magnitude <= S
+# to the 16-bit dtype (slime's weighted terms: two casts back and their sum) can land
+# one 16-bit ulp of S apart where the float32 values differ in their last bits
+NARROW_ROUNDINGS = 3
+GRADIENTS = sorted(name for name in TWINS if REGISTRY[name].numeric_grad is not None)
+# log-probs beyond the default domain: exp overflows float32 at t > 88.7, masked tokens
+# carry -1e4 or -inf (every pair of these, both ways)
+BEYOND = np.array([0.0, -1.0, -11.5, -20.5, -60.0, -89.0, -100.0, -1e4, -np.inf])
+
+
+def test_every_twin_has_a_numeric_gradient():
+    """roll_full alone has none: it is no function of one sample (expr None, no numeric)."""
+    assert GRADIENTS == sorted(TWINS)
+    assert REGISTRY["roll_full"].numeric_grad is None
+
+
+@functools.lru_cache(maxsize=None)
+def _gradient_inputs(np_dtype):
+    logp, logq = _inputs(np_dtype)
+    beyond_p, beyond_q = (a.ravel().astype(np_dtype) for a in np.meshgrid(BEYOND, BEYOND))
+    return np.concatenate([logp, beyond_p]), np.concatenate([logq, beyond_q])
+
+
+def _twin_gradient(name, logp, logq, torch_dtype):
+    """d twin / d logprob by autograd: logprob requires grad, backward with ones."""
+    logprob = _to_torch(logq, torch_dtype).requires_grad_()
+    value = TWINS[name](logprob, _to_torch(logp, torch_dtype), _on_policy(logprob))
+    value.backward(torch.ones_like(value))
+    gradient = logprob.grad.detach()
+    if torch_dtype == torch.bfloat16:
+        return gradient.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return gradient.numpy()
+
+
+def _ulp(magnitude, dtype):
+    """The spacing of ``dtype``'s numbers at float64 magnitudes >= 1 (that of the top binade
+    beyond the dtype's largest number)."""
+    top_binade = np.ldexp(1.0, np.frexp(float(ml_dtypes.finfo(dtype).max))[1] - 1)
+    return np.spacing(np.minimum(magnitude, top_binade).astype(dtype)).astype(np.float64)
+
+
+def _bits(array):
+    return array.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[array.dtype.itemsize])
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("name", GRADIENTS)
+def test_gradients_equal_the_twins_autograd(name, dtype):
+    np_dtype, torch_dtype = DTYPES[dtype]
+    logp, logq = _gradient_inputs(np_dtype)
+    ours = np.asarray(REGISTRY[name].numeric_grad(logp, logq))
+    theirs = _twin_gradient(name, logp, logq, torch_dtype)
+    assert ours.dtype == theirs.dtype == np.dtype(np_dtype) and ours.shape == theirs.shape
+    ours64, theirs64 = ours.astype(np.float64), theirs.astype(np.float64)
+    nan = np.isnan(ours64)
+    assert np.array_equal(nan, np.isnan(theirs64)), f"{np.sum(nan != np.isnan(theirs64))} NaN positions differ"
+    computes_in_float32 = REGISTRY[name].usage.computes_in == "float32"
+    if name not in WITH_EXP or (np.dtype(np_dtype).itemsize == 2 and not computes_in_float32):
+        bad = np.nonzero((_bits(ours) != _bits(theirs)) & ~nan)[0]
+        assert bad.size == 0, (f"{bad.size} differences, first at logp={logp[bad[0]]!r} logq={logq[bad[0]]!r}: "
+                               f"{ours[bad[0]]!r} vs {theirs[bad[0]]!r}")
+        return
+    # an exp in float32/float64: infinities exactly; finite values within EXP_ULPS ulps of
+    # the exp's magnitude S in the working dtype, plus, for a 16-bit gradient of float32
+    # work, NARROW_ROUNDINGS ulps of S in the 16-bit dtype
+    assert np.array_equal(np.where(np.isinf(ours64), ours64, 0), np.where(np.isinf(theirs64), theirs64, 0))
+    work = np.float32 if computes_in_float32 or dtype == "float32" else np.float64
+    with np.errstate(invalid="ignore"):
+        t = np.abs(logp.astype(np.float64) - logq.astype(np.float64))
+    finite = np.isfinite(ours64) & np.isfinite(theirs64) & np.isfinite(t)
+    magnitude = np.maximum(np.exp(np.minimum(t[finite], 709.0)), 1.0)
+    bound = EXP_ULPS * _ulp(magnitude, work)
+    if np.dtype(np_dtype).itemsize < np.dtype(work).itemsize:
+        bound += NARROW_ROUNDINGS * _ulp(magnitude, np_dtype)
+    difference = np.abs(ours64[finite] - theirs64[finite])
+    assert np.all(difference <= bound), np.max(difference / bound)

@@ -1,9 +1,9 @@
 """The library's own function, run as written, agrees with its catalog entry row by row.
 
-``LIBRARIES`` below re-implements each library's KL function in our own code, from the
-behaviour shared/LIBRARIES.md states (names, options, casts, clamps, weights), in the
-shape the libraries call it: (batch, sequence) tensors, options as keyword arguments, a
-class for AReaL.  It is written to a file and checked as a user would check the real
+``tests/data/library_functions.py`` re-implements each library's KL function in our own
+code, from the behaviour shared/LIBRARIES.md states (names, options, casts, clamps,
+weights), in the shape the libraries call it: (batch, sequence) tensors, options as
+keyword arguments, a class for AReaL.  It is copied to a file and checked as a user would check the real
 one, ``verify gradients FILE.py:FUNC --framework torch --option ...``, with nothing but
 options: the parameters are bound by their names.  Each catalog entry (NumPy, mode as
 data, exact sums) and its library function (torch autograd) must give the same
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,179 +25,22 @@ if os.environ.get("CI"):
 else:
     torch = pytest.importorskip("torch")
 
-LIBRARIES = '''
-import torch
+LIBRARY_FILE = Path(__file__).parent / "data" / "library_functions.py"
+LIBRARIES = LIBRARY_FILE.read_text()
 
 
-def kl_penalty(logprob, ref_logprob, kl_penalty):
-    """verl: k1 "kl", "abs", k2 "mse", k3 "low_var_kl" (t clamped to [-20, 20] before exp,
-    the result to [-10, 10]); a "+" suffix: the value of the base, the gradient of k2."""
-    if kl_penalty.endswith("+"):
-        base = kl_penalty[:-1]
-        value = kl_penalty_forward(logprob, ref_logprob, base)
-        k2 = kl_penalty_forward(logprob, ref_logprob, "mse")
-        return k2 - k2.detach() + value.detach()
-    return kl_penalty_forward(logprob, ref_logprob, kl_penalty)
+def _library_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_library_functions", LIBRARY_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def kl_penalty_forward(logprob, ref_logprob, kl_penalty):
-    if kl_penalty in ("kl", "k1"):
-        return logprob - ref_logprob
-    if kl_penalty == "abs":
-        return (logprob - ref_logprob).abs()
-    if kl_penalty in ("mse", "k2"):
-        return 0.5 * (logprob - ref_logprob).square()
-    if kl_penalty in ("low_var_kl", "k3"):
-        kl = torch.clamp(ref_logprob - logprob, min=-20, max=20)
-        return torch.clamp(torch.exp(kl) - kl - 1, min=-10, max=10)
-    raise NotImplementedError(kl_penalty)
 
-
-def compute_approx_kl(log_probs, log_probs_base, kl_estimator="k1"):
-    """OpenRLHF: both log-probs cast to float32 first; every result clamped to [-10, 10]."""
-    log_ratio = log_probs.float() - log_probs_base.float()
-    if kl_estimator == "k2":
-        log_ratio = log_ratio ** 2 / 2.0
-    elif kl_estimator == "k3":
-        log_ratio = -log_ratio
-        log_ratio = log_ratio.exp() - 1 - log_ratio
-    return log_ratio.clamp(min=-10, max=10)
-
-
-def skyrl_compute_approx_kl(log_probs, log_probs_base, loss_mask=None, kl_estimator_type="k3"):
-    """SkyRL: a mask third, options after; k3 as verl's low_var_kl."""
-    if kl_estimator_type == "k1":
-        kl = log_probs - log_probs_base
-    elif kl_estimator_type == "k3":
-        log_ratio = torch.clamp(log_probs_base - log_probs, min=-20, max=20)
-        kl = torch.clamp(log_ratio.exp() - log_ratio - 1, min=-10, max=10)
-    else:
-        raise ValueError(kl_estimator_type)
-    if loss_mask is not None:
-        kl = kl * loss_mask
-    return kl
-
-
-def roll_compute_approx_kl(log_probs, log_probs_base, action_mask=None, kl_penalty="k3"):
-    """ROLL: float32; k3's result clamped to [-10, 10], no clamp before exp."""
-    log_ratio = log_probs.float() - log_probs_base.float()
-    if kl_penalty == "k3":
-        log_ratio = -log_ratio
-        kl = torch.clamp(log_ratio.exp() - 1 - log_ratio, min=-10, max=10)
-    elif kl_penalty == "kl":
-        kl = log_ratio
-    else:
-        raise ValueError(kl_penalty)
-    return kl if action_mask is None else kl * action_mask
-
-
-def roll_full_kl(logits, ref_logits):
-    """ROLL "full": the exact KL(q||p) of each position over the vocabulary, in float32."""
-    logq = torch.log_softmax(logits.float(), dim=-1)
-    logp = torch.log_softmax(ref_logits.float(), dim=-1)
-    return (logq.exp() * (logq - logp)).sum(-1)
-
-
-def calculate_kl_loss(logprobs, logprobs_reference, kl_type="k3", input_clamp_value=20.0,
-                      output_clamp_value=10.0):
-    """NeMo-RL: log r clamped first, the term times exp(logp - logp.detach()) (detached
-    where the input clamp bites), then the output clamp, in the input dtype."""
-    log_ratio = logprobs_reference - logprobs
-    clamped = log_ratio.clamp(min=-input_clamp_value, max=input_clamp_value)
-    if kl_type == "k1":
-        kl = -clamped
-    elif kl_type == "k2":
-        kl = clamped.square() / 2
-    else:
-        kl = clamped.exp() - 1 - clamped
-    weight = torch.exp(logprobs - logprobs.detach())
-    weight = torch.where(log_ratio.abs() > input_clamp_value, weight.detach(), weight)
-    weight = torch.nan_to_num(weight, nan=0.0, posinf=0.0, neginf=0.0)
-    return (weight * kl).clamp(min=-output_clamp_value, max=output_clamp_value)
-
-
-def slime_compute_approx_kl(log_probs, ref_log_probs, kl_loss_type="k1", old_log_probs=None,
-                            use_unbiased_kl=False):
-    """slime: float32 inside; the weight exp(logp - old) (not detached) multiplies before
-    low_var_kl's clamp; the output is float64 for float64 inputs (the weight's dtype)."""
-    log_ratio = log_probs.float() - ref_log_probs.float()
-    if kl_loss_type == "k1":
-        kl = log_ratio
-    elif kl_loss_type == "k2":
-        kl = log_ratio ** 2 / 2.0
-    else:
-        kl = (-log_ratio).exp() - 1 + log_ratio
-    if use_unbiased_kl:
-        kl = torch.exp(log_probs - old_log_probs) * kl
-    else:
-        kl = kl.to(log_probs.dtype)
-    if kl_loss_type == "low_var_kl":
-        kl = torch.clamp(kl, min=-10, max=10)
-    return kl
-
-
-def grpo_per_token_kl(per_token_logps, ref_per_token_logps, old_per_token_logps,
-                      use_bias_correction_kl=False, importance_sampling_level="token"):
-    """TRL GRPO: k3, optionally times exp(logp - old) (not detached), per token or per
-    sequence (the mean over the sequence axis of the log ratios, broadcast)."""
-    per_token_kl = (torch.exp(ref_per_token_logps - per_token_logps)
-                    - (ref_per_token_logps - per_token_logps) - 1)
-    if use_bias_correction_kl:
-        log_ratio = per_token_logps - old_per_token_logps
-        if importance_sampling_level == "sequence":
-            log_ratio = log_ratio.mean(-1, keepdim=True)
-        per_token_kl = per_token_kl * torch.exp(log_ratio)
-    return per_token_kl
-
-
-def ppo_kl(logprobs, ref_logprobs, kl_estimator="k1"):
-    """TRL PPO: the reward's KL, k1 or k3."""
-    logr = ref_logprobs - logprobs
-    return -logr if kl_estimator == "k1" else (logr.exp() - 1) - logr
-
-
-class KLEstimator:
-    """AReaL: k1 (default), k2, k3 in float32, clamped to [-10, 10]."""
-
-    def __init__(self, kl_estimator="k1", apply_clamp=True):
-        self.kl_estimator = kl_estimator
-        self.apply_clamp = apply_clamp
-
-    def __call__(self, log_probs, log_probs_base):
-        log_ratio = log_probs.float() - log_probs_base.float()
-        if self.kl_estimator == "k3":
-            log_ratio = (-log_ratio).exp() - 1 + log_ratio
-        return log_ratio.clamp(-10, 10) if self.apply_clamp else log_ratio
-'''
-
-# catalog entry -> (function, options); the mode of the term follows the entry's kinds
-CASES = {
-    "verl_k1": ("kl_penalty", ["kl_penalty=kl"]),
-    "verl_abs": ("kl_penalty", ["kl_penalty=abs"]),
-    "verl_k2": ("kl_penalty", ["kl_penalty=mse"]),
-    "verl_low_var_kl": ("kl_penalty", ["kl_penalty=low_var_kl"]),
-    "verl_low_var_kl_plus": ("kl_penalty", ["kl_penalty=low_var_kl+"]),
-    "openrlhf_k1": ("compute_approx_kl", []),
-    "openrlhf_k2": ("compute_approx_kl", ["kl_estimator=k2"]),
-    "openrlhf_k3": ("compute_approx_kl", ["kl_estimator=k3"]),
-    "skyrl_k3": ("skyrl_compute_approx_kl", []),
-    "roll_k3": ("roll_compute_approx_kl", []),
-    "nemo_rl_k1": ("calculate_kl_loss", ["kl_type=k1"]),
-    "nemo_rl_k2": ("calculate_kl_loss", ["kl_type=k2"]),
-    "nemo_rl_k3": ("calculate_kl_loss", []),
-    "slime_k1": ("slime_compute_approx_kl", []),
-    "slime_k3": ("slime_compute_approx_kl", ["kl_loss_type=k3"]),
-    "slime_low_var_kl": ("slime_compute_approx_kl", ["kl_loss_type=low_var_kl"]),
-    "slime_k3_is": ("slime_compute_approx_kl", ["kl_loss_type=k3", "use_unbiased_kl=True"]),
-    "slime_low_var_kl_is": ("slime_compute_approx_kl", ["kl_loss_type=low_var_kl", "use_unbiased_kl=True"]),
-    "trl_grpo_k3": ("grpo_per_token_kl", []),
-    "trl_grpo_k3_is": ("grpo_per_token_kl", ["use_bias_correction_kl=True"]),
-    "trl_grpo_k3_is_sequence": ("grpo_per_token_kl", ["use_bias_correction_kl=True",
-                                                      "importance_sampling_level=sequence"]),
-    "trl_ppo_k1": ("ppo_kl", []),
-    "trl_ppo_k3": ("ppo_kl", ["kl_estimator=k3"]),
-    "areal_k1": ("KLEstimator", []),
-}
+# catalog entry -> (function, options), kept beside the functions
+CASES = _library_module().CATALOG
 COSINE_TOLERANCE = 1e-3
 
 
@@ -349,3 +193,27 @@ def test_given_logits_for_a_catalog_entry_per_position(tmp_path, capsys):
     assert [(row["mode"], row["regime"], row["gradient_of"]) for row in out["results"]] == [
         ("loss", "given[0]", "kl_qp"), ("loss", "given[1]", "kl_qp"),
         ("loss_offpolicy", "given[0]", "biased"), ("loss_offpolicy", "given[1]", "biased")]
+
+
+def test_torch_counts_cover_the_float32_entries_and_recompute():
+    """verify/report/torch_counts.json (scripts/make_torch_counts.py) holds every catalog
+    entry that computes in float32, and its counts over the suite's part of the domain are
+    what the library functions give now, with torch."""
+    import importlib.resources
+
+    from estimators import registry
+    from verify.api import fuzz
+    from verify.api.inputs import parse_assignments
+
+    measured = json.loads(importlib.resources.files("verify.report").joinpath("torch_counts.json").read_text())
+    wanted = sorted(name for name, e in registry().items()
+                    if e.usage is not None and e.usage.computes_in == "float32" and name in CASES)
+    assert sorted(measured["counts"]) == wanted == sorted(measured["part"])
+    assert tuple(measured["part_domain"]) == (-16.0, -2.0 ** -6)  # tests/conftest.py narrows every sweep to it
+    for name, dtype in (("slime_k1", "float16"), ("openrlhf_k3", "bfloat16")):
+        function, options = CASES[name]
+        result = fuzz(f"{LIBRARY_FILE}:{function}", [dtype], framework="torch",
+                      options=parse_assignments(options, "--option", literal=True)).to_json()
+        verdict = result["claims"][f"fp_nonnegative@{dtype}"]
+        count = 0 if verdict["verdict"] == "proved" else int(verdict["detail"].split(" of ")[0].replace(",", ""))
+        assert count == measured["part"][name][dtype], (name, dtype, count)

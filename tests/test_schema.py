@@ -124,7 +124,8 @@ def test_term_gradients_to_json_from_python_validates():
     validate(report.to_json())
 
 
-@pytest.mark.parametrize("kind", ["check", "fuzz", "moments", "gradients", "term_gradients", "failure", "results"])
+@pytest.mark.parametrize("kind", ["check", "fuzz", "moments", "gradients", "term_gradients", "failure", "results",
+                                  "sequences"])
 def test_schemas_are_valid_and_versioned(kind):
     document = schema(kind)
     jsonschema.Draft202012Validator.check_schema(document)

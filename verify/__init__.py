@@ -19,7 +19,7 @@ from verify.core.version import __version__
 from verify.errors import UsageError
 
 __all__ = ["__version__", "UsageError", "check", "moments", "gradients", "fuzz", "CheckResult", "MomentsResult",
-           "GradientsResult", "FuzzResult", "SCHEMA_VERSION"]
+           "GradientsResult", "FuzzResult", "SCHEMA_VERSION", "sequences", "SequencesResult"]
 
 _API_NAMES = frozenset(__all__) - {"__version__", "UsageError"}
 

@@ -5,7 +5,7 @@ data only (JSON-ready, or the exact layer's ``Moments`` records, which ``CACHED_
 lets the runner's cache store)."""
 from __future__ import annotations
 
-from verify.core.claims import DTYPES, FLOATING, SYMBOLIC
+from verify.core.claims import BACKWARD, DTYPES, FLOATING, SYMBOLIC
 
 
 def symbolic_cell(estimator, timeout) -> dict:
@@ -17,14 +17,18 @@ def symbolic_cell(estimator, timeout) -> dict:
 
 
 def floating_cell(estimator, profile, sweep_workers=None, dtypes=DTYPES) -> dict:
-    """The floating-point verdicts in ``dtypes`` (a cell is one dtype); ``sweep_workers``:
-    processes per 16-bit sweep (None: every core)."""
+    """The floating-point verdicts in ``dtypes`` (a cell is one dtype), and the backward-pass
+    ones in the 16-bit dtypes of an implementation with autograd (a catalog entry's
+    ``numeric_grad``); ``sweep_workers``: processes per 16-bit sweep (None: every core)."""
+    from verify.api.inputs import has_autograd
     from verify.api.verdicts import check
 
     if estimator.numeric is None:
         return {}
-    verdicts = check(estimator, [f"{c}@{d}" for c in FLOATING for d in dtypes], profile=profile,
-                     sweep_workers=sweep_workers).verdicts
+    claims = [f"{c}@{d}" for c in FLOATING for d in dtypes]
+    if has_autograd(estimator):
+        claims += [f"{c}@{d}" for c in BACKWARD for d in dtypes if d in ("float16", "bfloat16")]
+    verdicts = check(estimator, claims, profile=profile, sweep_workers=sweep_workers).verdicts
     return {claim: verdict.as_json() for claim, verdict in verdicts.items()}
 
 
@@ -63,6 +67,32 @@ def reproductions_cell():
     from verify.layers import exact
 
     return exact.reproductions()
+
+
+# (p, q) of reports/sequences.md's one-pair control variate: Schulman's two normal pairs
+# (seed 002_3e37b01d90c29fc5.txt) and a p wider than q (E_q[r^2] infinite)
+CONTROL_VARIATE_PAIRS = (("norm(0.1, 1)", "norm(0, 1)"), ("norm(1, 1)", "norm(0, 1)"), ("norm(0, 2)", "norm(0, 1)"))
+
+
+def sequences_cell() -> dict:
+    """reports/sequences.md's data: ``verify sequences`` (k1, k2, k3) on each documented
+    model (verify.layers.gradients.sequence_examples) and ``verify moments
+    --control-variate`` on CONTROL_VARIATE_PAIRS."""
+    from verify.api.control_variate import pair_control_variate
+    from verify.api.sequences import sequences
+    from verify.layers.exact import parse_family
+    from verify.layers.gradients.sequence_examples import REPORT_SWEEPS, model_tables
+
+    sweeps = []
+    for sweep in REPORT_SWEEPS:
+        models = []
+        for spread in sweep.spreads:
+            p, q = model_tables(sweep, spread)
+            models.append({"spread": spread, **sequences(None, p_logits=p, q_logits=q).as_json()})
+        sweeps.append({**sweep.as_json(), "models": models})
+    pairs = [{"p": p, "q": q, **pair_control_variate(parse_family(p), parse_family(q)).as_json()}
+             for p, q in CONTROL_VARIATE_PAIRS]
+    return {"sweeps": sweeps, "pairs": pairs}
 
 
 def gradient_disagreements(symbolic_verdicts: dict, rows) -> list[str]:

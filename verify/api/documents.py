@@ -19,7 +19,8 @@ def json_document(kind: str, payload: Any) -> dict:
     return {**head, "items": list(payload)}
 
 
-SCHEMA_KINDS = ("check", "fuzz", "moments", "gradients", "term_gradients", "failure", "results")
+SCHEMA_KINDS = ("check", "fuzz", "moments", "gradients", "term_gradients", "failure", "results",
+                "fuzz_function", "sequences")
 
 
 def schema(kind: str) -> dict:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
 
 __all__ = ["resolve_estimator", "function_of_r", "parse_claims", "parse_dtypes", "parse_modes", "check_timeout",
            "check_profile", "check_expect", "parse_assignments", "distribution_spec", "user_code", "load_estimator",
-           "load_logits_file", "term_inputs"]
+           "load_logits_file", "term_inputs", "parse_domain", "has_autograd"]
 
 
 def resolve_estimator(target) -> "Estimator":
@@ -115,6 +115,31 @@ def check_expect(expect) -> None:
     """The gradient gate's target: None, or one of ``EXPECTED_GRADIENTS``."""
     if expect is not None and expect not in EXPECTED_GRADIENTS:
         raise UsageError(f"unknown --expect {expect!r}; known: {', '.join(EXPECTED_GRADIENTS)}")
+
+
+def parse_domain(domain) -> tuple[float, float] | None:
+    """The floating-point claims' domain: None (the default, [-60, 0]), or (LO, HI) from
+    "LO,HI" or a pair of numbers, with LO < HI <= 0, HI finite and LO finite or -inf."""
+    if domain is None:
+        return None
+    usage = "--domain: expected LO,HI with LO < HI <= 0, HI finite, LO a number or -inf (e.g. --domain=-inf,0)"
+    try:
+        parts = domain.split(",") if isinstance(domain, str) else list(domain)
+        if len(parts) != 2 or any(isinstance(part, bool) for part in parts):
+            raise ValueError
+        low, high = (float(part.strip()) if isinstance(part, str) else float(part) for part in parts)
+    except (TypeError, ValueError, AttributeError):
+        raise UsageError(f"{usage}; got {domain!r}"[:300]) from None
+    if math.isnan(low) or math.isnan(high) or not math.isfinite(high) or high > 0 or low == math.inf or not low < high:
+        raise UsageError(f"{usage}; got {low:g},{high:g}")
+    return low + 0.0, high + 0.0
+
+
+def has_autograd(estimator) -> bool:
+    """Whether the backward-pass claims apply: a torch implementation, or a NumPy one
+    with ``numeric_grad`` (otherwise they are undecided, not applicable)."""
+    return estimator.numeric is not None and (getattr(estimator, "framework", "numpy") == "torch"
+                                              or getattr(estimator, "numeric_grad", None) is not None)
 
 
 def check_timeout(timeout):

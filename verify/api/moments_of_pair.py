@@ -46,6 +46,7 @@ class MomentsTable:
     results: tuple[MomentsResult, ...]
     undecided: tuple[tuple[str, str], ...]
     single: bool
+    control_variate: Any = None  # verify.api.control_variate.ControlVariate, when asked for
 
     @property
     def exit_code(self) -> int:
@@ -58,7 +59,10 @@ class MomentsTable:
         if not self.results:
             return None
         payload = self.results[0].as_json() if self.single else [result.as_json() for result in self.results]
-        return json_document("moments", payload)
+        document = json_document("moments", payload)
+        if self.control_variate is not None:  # -log r + lambda (r - 1) under the pair
+            document["control_variate"] = self.control_variate.as_json()
+        return document
 
 
 def split_targets(text: str) -> list[str]:
@@ -96,10 +100,11 @@ def _functions_of_r(targets: str | None):
     return [function_of_r(load_estimator(part)) for part in parts]
 
 
-def moments_table(targets: str | None, p, q) -> MomentsTable:
+def moments_table(targets: str | None, p, q, control_variate: bool = False) -> MomentsTable:
     """``moments`` of the estimators ``targets`` names (None: every registered function of
     r; a comma-separated list) under one pair; text that is no spec, and a bad name, fail
-    before the exact layer loads (about 1 s of imports)."""
+    before the exact layer loads (about 1 s of imports).  ``control_variate``: add the
+    variance-optimal -log r + lambda (r - 1) (verify.api.control_variate)."""
     from verify.api.targets import spec_syntax
 
     p_spec, q_spec = distribution_spec(p), distribution_spec(q)
@@ -116,7 +121,12 @@ def moments_table(targets: str | None, p, q) -> MomentsTable:
             results.append(_result(estimator, expr, exact_moments(expr, p_family, q_family)))
         except ExactError as error:
             undecided.append((estimator.name, str(error)))
-    return MomentsTable(tuple(results), tuple(undecided), single=len(estimators) == 1)
+    block = None
+    if control_variate:
+        from verify.api.control_variate import pair_control_variate
+
+        block = pair_control_variate(p_family, q_family)
+    return MomentsTable(tuple(results), tuple(undecided), single=len(estimators) == 1, control_variate=block)
 
 
 def _result(estimator, expr, result) -> MomentsResult:

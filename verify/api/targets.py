@@ -210,6 +210,15 @@ def resolve_term(target: str):
     from estimators import Estimator
     from verify.layers.gradients.autograd import term_from_estimator
 
+    value = term_attribute(target)
+    return term_from_estimator(value) if isinstance(value, Estimator) else value
+
+
+def term_attribute(target: str):
+    """What FILE.py:FUNC or module:FUNC names, as it is (an Estimator, a function, a
+    class); a UsageError when it names nothing callable.  Imports the user's code."""
+    from estimators import Estimator
+
     match = _TARGET.match(target.strip()) if isinstance(target, str) else None
     if match is None:
         raise UsageError(f"bad target {target!r}: with --framework torch, expected FILE.py:FUNC or module:FUNC")
@@ -233,8 +242,6 @@ def resolve_term(target: str):
     except Exception as error:  # noqa: BLE001 - a broken user file is bad input
         raise UsageError(f"cannot import {where}: {type(error).__name__}: {error}") from None
     value = getattr(module, name, None)
-    if isinstance(value, Estimator):
-        return term_from_estimator(value)
-    if not callable(value):
+    if not isinstance(value, Estimator) and not callable(value):
         raise UsageError(f"{where} has no function named {name!r}")
     return value

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from verify.api.documents import json_document
-from verify.api.inputs import (abnormal, by_dtype, check_profile, check_timeout, function_of_r, parse_claims,
-                               resolve_estimator, user_code, with_failure)
-from verify.core.claims import FLOATING, SYMBOLIC, Verdict, exit_code, expand_claims
+from verify.api.inputs import (abnormal, by_dtype, check_profile, check_timeout, function_of_r, has_autograd,
+                               parse_claims, parse_domain, resolve_estimator, user_code, with_failure)
+from verify.core.claims import BACKWARD, FLOATING, SYMBOLIC, Verdict, exit_code, expand_claims
 from verify.errors import UsageError
 
 
@@ -70,6 +70,7 @@ def _plan(estimator, wanted):
     else:
         gated = expand_claims(estimator.claims)
         names = list(SYMBOLIC) + (expand_claims(FLOATING) if estimator.numeric is not None else [])
+        names += expand_claims(BACKWARD) if has_autograd(estimator) else []  # (else: not applicable)
         names += [c for c in gated if c not in names]
     floating_claims = [c for c in names if c not in SYMBOLIC]
     if floating_claims and estimator.numeric is None:
@@ -77,17 +78,18 @@ def _plan(estimator, wanted):
     return expr, domain, names, gated
 
 
-def floating_verdicts(estimator, claims, profile, on_group, sweep_workers=None):
+def floating_verdicts(estimator, claims, profile, on_group, sweep_workers=None, domain=None):
     """The floating-point verdicts, one dtype at a time; ``on_group(verdicts)`` after each;
-    ``sweep_workers``: processes per 16-bit sweep (None: every core)."""
+    ``sweep_workers``: processes per 16-bit sweep (None: every core); ``domain``: (LO, HI)
+    from ``parse_domain`` (None: the default)."""
     from verify.layers import floating
 
     for dtype, group in by_dtype(claims).items():
-        found = floating.check_claims(estimator, group, dtype, profile=profile, workers=sweep_workers)
+        found = floating.check_claims(estimator, group, dtype, profile=profile, workers=sweep_workers, domain=domain)
         on_group({f"{claim}@{dtype}": verdict for claim, verdict in found.items()})
 
 
-def _check_floating_in_worker(target, wanted, profile, sweep_workers=None):
+def _check_floating_in_worker(target, wanted, profile, sweep_workers=None, log_prob_domain=None):
     """In the isolated worker: resolve (import the user's code), send the plan, then the
     floating-point verdicts dtype by dtype (they survive a later crash)."""
     from verify.api.isolation import send
@@ -96,12 +98,12 @@ def _check_floating_in_worker(target, wanted, profile, sweep_workers=None):
     expr, domain, names, gated = _plan(estimator, wanted)
     send(("plan", estimator.name, expr, domain, names, gated))
     floating_verdicts(estimator, [c for c in names if c not in SYMBOLIC], profile,
-                      lambda verdicts: send(("verdicts", verdicts)), sweep_workers)
+                      lambda verdicts: send(("verdicts", verdicts)), sweep_workers, log_prob_domain)
 
 
 def check(target, claims: Sequence[str] | str | None = None, *, timeout: float | None = None,
           profile: str = "ci", progress: Callable[[str, Verdict], None] | None = None,
-          jobs: int | None = None, sweep_workers: int | None = None) -> CheckResult:
+          jobs: int | None = None, sweep_workers: int | None = None, domain=None) -> CheckResult:
     """Decide claims for one estimator: symbolic ones in r, floating-point ones on its
     numeric implementation.  ``claims=None``: every symbolic claim, every floating-point
     claim if it has an implementation, gating on its declared claims.  ``timeout``: the
@@ -110,8 +112,11 @@ def check(target, claims: Sequence[str] | str | None = None, *, timeout: float |
     user's code (a file or module target, an Estimator not in the registry) is imported
     and run in an isolated worker (``verify.api.isolation``).  ``progress(claim, verdict)`` is
     called as each verdict arrives; ``jobs``: symbolic claims decided at once;
-    ``sweep_workers``: processes per exhaustive 16-bit sweep (None: every core)."""
+    ``sweep_workers``: processes per exhaustive 16-bit sweep (None: every core);
+    ``domain``: (LO, HI) or "LO,HI" for the floating-point claims (None: [-60, 0];
+    docs/claims.md)."""
     check_timeout(timeout)
+    log_prob_domain = parse_domain(domain)  # (``domain`` below is the expression's own, in r)
     check_profile(profile)
     wanted = parse_claims(claims) if claims is not None else None
 
@@ -135,7 +140,7 @@ def check(target, claims: Sequence[str] | str | None = None, *, timeout: float |
                 verdicts.update(message[1])
                 report(message[1])
 
-        outcome = run_isolated(_check_floating_in_worker, (target, wanted, profile, sweep_workers),
+        outcome = run_isolated(_check_floating_in_worker, (target, wanted, profile, sweep_workers, log_prob_domain),
                                on_message=on_message,
                                seconds=timeout if timeout is not None else DEFAULT_SECONDS)
         failure, output = outcome.failure, outcome.output
@@ -164,5 +169,5 @@ def check(target, claims: Sequence[str] | str | None = None, *, timeout: float |
             verdicts.update(found)
             report(found)
 
-        floating_verdicts(estimator, floating_claims, profile, keep, sweep_workers)
+        floating_verdicts(estimator, floating_claims, profile, keep, sweep_workers, log_prob_domain)
     return CheckResult(name, str(expr), {c: verdicts[c] for c in names}, tuple(gated), failure, output)

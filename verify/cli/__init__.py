@@ -26,12 +26,13 @@ COMMANDS = {
     "moments": "exact moments of an estimator for one pair (p, q), x ~ q",
     "fuzz": "check the floating-point claims of numeric implementations",
     "gradients": "exact expected gradients as a loss or a reward, per mode",
+    "sequences": "exact sequence-level KL, estimator moments and gradients of an autoregressive pair",
     "all": "run every layer over the registry, write reports, gate",
     "claims": "what a claim, verdict, gradient mode or exit code means",
 }
 
 # Commands that can take more than 2 s and report no steps of their own.
-_ELAPSED_ONLY = ("fuzz", "gradients", "moments")
+_ELAPSED_ONLY = ("fuzz", "gradients", "moments", "sequences")
 
 EPILOG = ("Claims, verdicts, modes and exit codes are defined in docs/claims.md "
           "(`kl-verify claims [NAME]` prints them).")

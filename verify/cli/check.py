@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 from verify.api import parse_claims  # noqa: F401 - kept importable from here
+from verify.api.inputs import parse_domain
 from verify.core.claims import PROFILES, SYMBOLIC
 
 
@@ -35,6 +36,9 @@ def add_parser(subparsers):
                              "verify.layers.symbolic.decide), and wall clock for the user's own code in all (its import "
                              "and implementation; default 600)")
     parser.add_argument("--profile", default="ci", choices=PROFILES, help="floating-point search profile")
+    parser.add_argument("--domain", metavar="LO,HI", default=None,
+                        help="the floating-point claims' domain of log-probs, LO < HI <= 0, LO may be -inf "
+                             "(masked tokens); write --domain=LO,HI (default -60,0; docs/claims.md)")
     parser.set_defaults(run=run)
 
 
@@ -50,8 +54,9 @@ def run(args) -> int:
 
         raise UsageError("give --claims or --all-claims, not both")
     claims = parse_claims(args.claims) if args.claims is not None else None  # bad claims: fail fast
+    parse_domain(args.domain)  # a bad domain: fail fast too
     with Progress(f"check {args.target[:40]}", total=len(claims) if claims else None) as progress:
-        result = check(args.target, claims, timeout=args.timeout, profile=args.profile,
+        result = check(args.target, claims, timeout=args.timeout, profile=args.profile, domain=args.domain,
                        progress=lambda claim, verdict: progress.step(f"{claim} {verdict.verdict}"))
     if args.all_claims:
         result = result.gating_every_claim()

@@ -26,6 +26,8 @@ def add_parser(subparsers):
     parser.add_argument("--p", required=True, help="the target distribution p")
     parser.add_argument("--q", required=True, help="the sampling distribution q (x ~ q)")
     parser.add_argument("--json", action="store_true", help="print JSON (one object, or a list for several)")
+    parser.add_argument("--control-variate", action="store_true",
+                        help="add the variance-optimal -log r + lambda (r - 1) (k1 at 0, k3 at 1) for the pair")
     parser.set_defaults(run=run)
 
 
@@ -58,7 +60,8 @@ def run(args) -> int:
         raise UsageError("give estimators or --all, not both")
     if not args.all and not args.estimator:
         raise UsageError("moments needs an ESTIMATOR (or several separated by commas, or --all)")
-    table = moments_table(None if args.all else args.estimator, args.p, args.q)
+    table = moments_table(None if args.all else args.estimator, args.p, args.q,
+                          control_variate=args.control_variate)
     for name, message in table.undecided:
         print(f"kl-verify: moments of {name} undecided: {message}", file=sys.stderr)
     if args.json:
@@ -81,5 +84,12 @@ def run(args) -> int:
             data = result.as_json()
             lines += ["", f"{result.estimator}: f(r) = {result.expression}"]
             lines += [f"  {label:<17} = {_with_bound(data, key)}" for label, key in _ROWS]
+        if table.control_variate is not None:
+            block = table.control_variate.as_json()
+            lines += ["", "control variate -log r + lambda (r - 1)   (k1: lambda = 0, k3: lambda = 1)"]
+            lines += [f"  {key:<19} = {_with_bound(block, key)}" for key in
+                      ("optimal_lambda", "variance_at_optimal", "variance_k1", "variance_k3")]
+            if block["note"]:
+                lines.append(f"  ({block['note']})")
         print("\n".join(lines))
     return table.exit_code

@@ -24,6 +24,15 @@ EXPECTATION = ("unbiased_kl_qp", "unbiased_kl_pq", "locally_unbiased")
 GRADIENT = ("loss_grad_zero", "loss_grad_kl_qp", "loss_grad_kl_pq", "reward_grad_kl_qp")
 SYMBOLIC = POINTWISE + EXPECTATION + GRADIENT
 FLOATING = ("fp_nonnegative", "fp_finite", "fp_accurate", "fp_matches_expression")
+# claims on the backward pass: the gradient the implementation's own autograd gives with
+# respect to the policy log-prob (logq), per dtype like FLOATING
+BACKWARD = ("fp_grad_finite", "fp_grad_accurate")
+# the method of a backward claim's verdict for an implementation with no autograd (NumPy
+# without ``numeric_grad``): undecided, so it is never a pass, and gated only when asked for
+NOT_APPLICABLE = "not applicable: no autograd"
+# the claim of a library's own torch function with no formula (verify fuzz FILE.py:FUNC
+# --framework torch; verify.layers.floating.bare_function), with fp_nonnegative and fp_finite
+FUNCTION = ("fp_agrees_float64",)
 PROFILES = ("dev", "ci", "thorough")  # how hard the floating-point search tries
 LAYERS = ("symbolic", "floating", "moments", "gradients")  # the layers of `verify all`
 # the gradient layer's modes (verify.layers.gradients.MODES, in this order) and those a
@@ -75,11 +84,11 @@ def split_claim(claim: str) -> tuple[str, str | None]:
         if sep:
             raise UsageError(f"claim {base!r} takes no dtype (got {claim!r})")
         return base, None
-    if base in FLOATING:
+    if base in FLOATING or base in BACKWARD:
         if sep and dtype not in DTYPES:
             raise UsageError(f"unknown dtype {dtype!r} in claim {claim!r}; known: {', '.join(DTYPES)}")
         return base, (dtype if sep else None)
-    raise UsageError(f"unknown claim {claim!r}; known: {', '.join(SYMBOLIC + FLOATING)}")
+    raise UsageError(f"unknown claim {claim!r}; known: {', '.join(SYMBOLIC + FLOATING + BACKWARD)}")
 
 
 def expand_claims(claims) -> list[str]:
@@ -87,7 +96,7 @@ def expand_claims(claims) -> list[str]:
     expanded: list[str] = []
     for claim in claims:
         base, dtype = split_claim(claim)
-        if base in FLOATING and dtype is None:
+        if (base in FLOATING or base in BACKWARD) and dtype is None:
             names = [f"{base}@{d}" for d in DTYPES]
         else:
             names = [claim]
@@ -231,12 +240,68 @@ _FLOATING_TEXT = {
                               "Looser than `fp_accurate` on purpose: it separates wrong formulas "
                               "from inaccurate evaluations of the right one."),
 }
+_BACKWARD_TEXT = {
+    "fp_grad_finite": ("The gradient the implementation's own autograd computes in the dtype, with respect to "
+                       "the policy log-prob logq (upstream gradient 1), is finite wherever the exact gradient "
+                       "-g'(t) (g(t) = f(e^t), t = logp - logq) is finite and fits the dtype's finite range. A "
+                       "clamp after `exp` keeps the value finite but back-propagates 0 x inf = NaN where `exp` "
+                       "overflowed; `torch.where(cond, safe, exp(t) - 1 - t)` does the same through the branch "
+                       "not taken. At a kink of a clamp (Min, Max, Abs) a finite gradient is required when both "
+                       "one-sided derivatives fit.",
+                       "The gradient: torch autograd for a torch implementation (exact tensors of the dtype, "
+                       "`logq.requires_grad_()`, `out.backward(ones)`, `logq.grad` read back bit for bit), or "
+                       "the estimator's `numeric_grad` (a NumPy emulation of that autograd). The exact gradient "
+                       "is the symbolic derivative of the expression, enclosed by certified float64 interval "
+                       "arithmetic (a Taylor model near t = 0), with mpmath at the exact inputs where an enclosure "
+                       "straddles a tolerance and for every counterexample. float16 and bfloat16: every pair "
+                       "enumerated (`proved`, or `refuted` with the number of failing pairs); float32 and "
+                       "float64: the grid and hypothesis of the value claims (`tested` or `refuted`). An "
+                       "implementation with no autograd (NumPy without `numeric_grad`): `undecided`, method "
+                       f"`{NOT_APPLICABLE}`, never a pass."),
+    "fp_grad_accurate": ("The autograd gradient is within the estimator's `fp_accurate` budget of the exact "
+                         "gradient -g'(t): `fp_ulps` ulps (else 4), or `fp_atol`, or less than the dtype's "
+                         "smallest normal number, and never of the opposite sign. Where the exact gradient is "
+                         "beyond the finite range the gradient must be +-inf or +-max with its sign. At a kink of "
+                         "a clamp (Min, Max, Abs), where the derivative is undefined, the gradient passes when it "
+                         "lies between the two one-sided derivatives or within the budget of one of them (torch's "
+                         "conventions all do: clamp passes the gradient at its bounds, maximum splits it at a "
+                         "tie, abs gives 0 at 0).",
+                         "As `fp_grad_finite`. One-sided derivatives at a kink are evaluated by mpmath 2^-300 "
+                         "max(1, |t|) away from it, on each side (each piece is analytic there)."),
+}
+DOMAIN_TEXT = ("The domain is [-60, 0] unless `--domain LO,HI` (API: `domain=(LO, HI)`) says otherwise: "
+               "LO < HI <= 0, HI finite, LO may be `-inf`. With LO = -inf every finite value <= HI is an "
+               "input, and so is -inf, as masking produces it. A pair with logq = -inf is a token the policy "
+               "never samples: no claim is made there (skipped, and counted). A pair with logp = -inf and "
+               "logq finite has r = 0: the exact value is f(0) = lim f(e^t) as t -> -inf (it may be +inf: "
+               "then `fp_finite` asks for no finite value and `fp_accurate` asks for +inf or +max), the exact "
+               "gradient is the limit of -g'(t) (1 for k1 and k3), and `fp_matches_expression` is judged "
+               "with `MATCH_ULPS` ulps of f(0) alone.")
 _FLOATING_HOW = ("Per dtype: `float64`, `float32`, `float16`, `bfloat16` (NumPy, bfloat16 through "
-                 "ml_dtypes). Inputs: logp and logq exactly representable in the dtype, in [-60, 0]. "
+                 "ml_dtypes). Inputs: logp and logq exactly representable in the dtype, in [-60, 0] "
+                 "(or the `--domain`). "
                  "`NAME@dtype` names one dtype; `NAME` alone means all four. Search: a dense "
                  "deterministic grid weighted to r near 1, large |log r|, very negative log-probs "
                  "and subnormals, then hypothesis targeting the worst error; 16-bit dtypes can be "
                  "enumerated exhaustively (`proved`).")
+_FUNCTION_TEXT = {
+    "fp_agrees_float64": ("A library's own function, called on tensors of the dtype, returns a value within "
+                          "`ACCURATE_ULPS` = 4 ulps of the dtype of the same function called on float64 tensors "
+                          "at the same inputs, or off by less than the dtype's smallest normal number; where that "
+                          "float64 value is beyond the dtype's finite range the value must be +-inf or +-max with "
+                          "its sign (or within the budget), where it is NaN, NaN. It says the function loses "
+                          "little to computing in the dtype. It cannot say the function is close to the exact f: "
+                          "the float64 evaluation is the function's own (a wrong formula agrees with itself, and "
+                          "a `.float()` inside makes the reference float32 arithmetic, which the verdict names).",
+                          "`verify fuzz FILE.py:FUNC --framework torch`, with `fp_nonnegative` and `fp_finite` "
+                          "(judged against the float64 evaluation instead of the exact f): no formula needed. The "
+                          "function is called as written, its parameters bound by name, on (batch, sequence) "
+                          "tensors. float16 and bfloat16: every pair of the domain in batches of whole rows "
+                          "(`proved`, or `refuted` with the number of failing pairs); float32 and float64: the "
+                          "grid of the value claims and seeded random pairs (`tested` or `refuted`). Every "
+                          "counterexample is re-checked in its batch and alone (a (1, 1) tensor); a value that "
+                          "differs between the two is reported (`shape_dependence`) and fails the gate."),
+}
 
 VERDICT_TEXT = {
     PROVED: "Shown for every input: by exact symbolic reasoning, a certified (interval) argument, "
@@ -248,7 +313,8 @@ VERDICT_TEXT = {
              "with exact E_q[f] and both KLs. An estimator that does not declare the claim simply "
              "does not have the property; only a refuted declared claim fails a gate.",
     UNDECIDED: "Nothing settled within the time limit or the precision available. Never a guess: a "
-               "timeout is never turned into refuted, nor an unproved claim into proved.",
+               "timeout is never turned into refuted, nor an unproved claim into proved. Also the verdict "
+               f"of a backward claim of an implementation with no autograd (method `{NOT_APPLICABLE}`).",
 }
 
 MODE_TEXT = {
@@ -310,7 +376,8 @@ USER_CODE = ("The user's code (a `FILE.py:NAME` or `module:NAME` target, an `Est
              "code written to attack the harness.")
 
 _KIND = {**{c: "pointwise claim" for c in POINTWISE}, **{c: "expectation claim" for c in EXPECTATION},
-         **{c: "gradient claim" for c in GRADIENT}, **{c: "floating-point claim" for c in FLOATING}}
+         **{c: "gradient claim" for c in GRADIENT}, **{c: "floating-point claim" for c in FLOATING},
+         **{c: "backward-pass claim" for c in BACKWARD}}
 
 
 def _entries() -> dict[str, Entry]:
@@ -320,6 +387,10 @@ def _entries() -> dict[str, Entry]:
             entries[name] = Entry(name, _KIND[name], meaning, how)
     for name, (meaning, how) in _FLOATING_TEXT.items():
         entries[name] = Entry(name, _KIND[name], meaning, (how + " " + _FLOATING_HOW).strip())
+    for name, (meaning, how) in _BACKWARD_TEXT.items():
+        entries[name] = Entry(name, _KIND[name], meaning, (how + " " + DOMAIN_TEXT).strip())
+    for name, (meaning, how) in _FUNCTION_TEXT.items():
+        entries[name] = Entry(name, "floating-point claim of a library's own function", meaning, how)
     entries[DTYPE_CONTRACT[0]] = Entry(DTYPE_CONTRACT[0], "contract of every floating-point claim",
                                        DTYPE_CONTRACT[1], DTYPE_CONTRACT[2])
     for name, meaning in VERDICT_TEXT.items():
@@ -375,12 +446,18 @@ def reference_markdown() -> str:
                 ("Gradient claims", GRADIENT,
                  "q = q_theta, p fixed. Decided symbolically through the characterisations below; the "
                  "gradient layer computes the expected gradients exactly on fixed pairs and must agree."),
-                ("Floating-point claims (about the numeric implementation)", FLOATING, _FLOATING_HOW))
+                ("Floating-point claims (about the numeric implementation)", FLOATING, _FLOATING_HOW),
+                ("Backward-pass claims (about the implementation's gradient)", BACKWARD,
+                 "With respect to the policy log-prob logq, per dtype like the value claims (`NAME@dtype`)."),
+                ("Claims of a library's own function (no formula)", FUNCTION,
+                 "`verify fuzz FILE.py:FUNC --framework torch` decides `fp_nonnegative`, `fp_finite` (against "
+                 "the float64 evaluation) and this, per dtype, for the function called as written."))
     for title, names, intro in sections:
         lines += ["", f"## {title}", "", intro, ""]
         rows = [(f"`{n}`", ENTRIES[n].meaning,
-                 ENTRIES[n].how.replace(_FLOATING_HOW, "").strip()) for n in names]
+                 ENTRIES[n].how.replace(_FLOATING_HOW, "").replace(DOMAIN_TEXT, "").strip()) for n in names]
         lines += _table(rows, ("claim", "meaning", "how it is decided"))
+    lines += ["", "### The domain, and -inf", "", DOMAIN_TEXT]
     lines += ["", f"### The dtype contract: `{DTYPE_CONTRACT[0]}`", "", DTYPE_CONTRACT[1] + " " + DTYPE_CONTRACT[2],
               "", "### The user's code", "", USER_CODE]
     lines += ["", "## Verdicts", "",

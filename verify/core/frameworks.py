@@ -21,7 +21,8 @@ import numpy as np
 
 from verify.errors import UsageError
 
-__all__ = ["FRAMEWORKS", "TORCH_EXTRA", "require_torch", "to_torch", "to_numpy", "as_numpy_callable"]
+__all__ = ["FRAMEWORKS", "TORCH_EXTRA", "require_torch", "to_torch", "to_numpy", "as_numpy_callable",
+           "as_numpy_gradient"]
 
 FRAMEWORKS = ("numpy", "torch")
 TORCH_EXTRA = "pip install 'kl-verify[torch]'"
@@ -91,3 +92,32 @@ def as_numpy_callable(fn: Callable, framework: str = "numpy") -> Callable[[np.nd
 
     torch_call.__name__ = getattr(fn, "__name__", "implementation")
     return torch_call
+
+
+def as_numpy_gradient(fn: Callable, framework: str = "torch") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The gradient of a torch implementation with respect to ``logq`` by its own autograd,
+    as a function of NumPy arrays ``(logp, logq)`` returning an array of logq's dtype.
+
+    Exact tensors of the dtype (:func:`to_torch`), ``logq.requires_grad_()``,
+    ``out.backward(torch.ones_like(out))`` (the terms are elementwise: one call covers a
+    whole batch), ``logq.grad`` read back bit for bit (:func:`to_numpy`).  An output that
+    does not depend on logq through autograd (``no_grad``, ``detach``) has gradient 0:
+    what a trainer gets.  Only torch has autograd here: another framework is a UsageError.
+    """
+    check_framework(framework)
+    if framework != "torch":
+        raise UsageError(f"the {framework} framework has no autograd: give a torch implementation or numeric_grad")
+    torch = require_torch()
+
+    def torch_gradient(logp, logq):
+        policy = to_torch(logq).clone().requires_grad_()
+        with torch.enable_grad():
+            out = fn(to_torch(logp), policy)
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                out.backward(torch.ones_like(out))
+        if policy.grad is None:
+            return np.zeros_like(np.asarray(logq))
+        return to_numpy(policy.grad)
+
+    torch_gradient.__name__ = getattr(fn, "__name__", "implementation") + "_gradient"
+    return torch_gradient

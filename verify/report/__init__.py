@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 
-from verify.core.claims import FLOATING, SYMBOLIC, expand_claims
+from verify.core.claims import BACKWARD, FLOATING, SYMBOLIC, expand_claims
 from verify.report.choosing import choosing_page
 from verify.report.estimator_page import estimator_page
 from verify.report.figures import comparison_figures, estimator_figures
 from verify.report.index import index_page
 from verify.report.libraries import FIGURE, libraries_figure, render_libraries
 from verify.report.reproductions import reproductions_page
+from verify.report.sequences import sequences_figures, sequences_page
 from verify.report.text import CLAIMS_DOC
 
 __all__ = ["render", "canonical_results", "CLAIMS_DOC"]
@@ -47,6 +48,10 @@ def render(results, memo=None, only=None) -> dict[str, bytes]:
     if results.get("libraries"):  # the catalog of RL libraries' KL terms
         files["libraries.md"] = render_libraries(results).encode()
         files.update(_memoized_figures(memo, "libraries", shown, lambda: {FIGURE: libraries_figure(results)}))
+    if results.get("sequence_models"):  # the sequence models (a cell of the gradient layer)
+        files["sequences.md"] = sequences_page(results).encode()
+        files.update(_memoized_figures(memo, "sequences", results["sequence_models"],
+                                       lambda: sequences_figures(results)))
     return files
 
 
@@ -55,7 +60,7 @@ def canonical_results(results) -> dict:
     claims reference's order: the reports are a function of results.json alone, whatever
     order the layers finished in."""
     results = json.loads(json.dumps(results, sort_keys=True))
-    order = {claim: i for i, claim in enumerate(list(SYMBOLIC) + expand_claims(FLOATING))}
+    order = {claim: i for i, claim in enumerate(list(SYMBOLIC) + expand_claims(FLOATING + BACKWARD))}
     for record in results.get("estimators", {}).values():
         claims = record.get("claims", {})
         record["claims"] = {c: claims[c] for c in sorted(claims, key=lambda c: (order.get(c, len(order)), c))}

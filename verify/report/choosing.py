@@ -29,7 +29,8 @@ def choosing_page(results) -> str:
              "- [Value use: logging the KL](#value-use-logging-the-kl)",
              "- [Reward use: a KL penalty in the reward (REINFORCE)](#reward-use-a-kl-penalty-in-the-reward-reinforce)",
              "- [Loss use: the KL term as a loss](#loss-use-the-kl-term-as-a-loss)",
-             "- [Every estimator on one plot, per family](#comparison-figures)", ""]
+             "- [Every estimator on one plot, per family](#comparison-figures)",
+             "- [Sequences: which gradient a per-token loss gives, Rao-Blackwellisation, the best control variate](sequences.md)", ""]
     lines += _in_short_section(choosing)
     lines += ["## Value use: logging the KL", "",
              "The average of n per-token values estimates the KL with mean squared error "

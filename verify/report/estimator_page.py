@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from verify.core.claims import DTYPES, GRADIENT, SYMBOLIC
+from verify.core.claims import BACKWARD, DTYPES, GRADIENT, SYMBOLIC
 from verify.report.moments import std_over_kl
 from verify.report.text import format_number, fp_claims_in_order, is_declared, reference_line, verdict_markdown
 
@@ -29,7 +29,7 @@ def estimator_page(name, record, figures=None, shared=()) -> str:
                       f"{', '.join(f'`{n}`' for n in shared)}.", ""]
     lines += ["## Property sheet", "",
               "| claim | declared | verdict | method | detail |", "|---|---|---|---|---|"]
-    for claim in list(SYMBOLIC) + fp_claims_in_order(record["claims"]):
+    for claim in list(SYMBOLIC) + fp_claims_in_order(record["claims"]) + backward_claims_in_order(record["claims"]):
         verdict = record["claims"].get(claim)
         if verdict is None:
             continue
@@ -37,6 +37,7 @@ def estimator_page(name, record, figures=None, shared=()) -> str:
         detail = verdict["detail"].replace("|", "\\|")
         lines.append(f"| `{claim}` | {'yes' if declared else ''} | {verdict_markdown(verdict['verdict'], declared)} | "
                      f"{verdict['method']} | {detail} |")
+    lines += _torch_arithmetic_note(name, record)
     if any(row.get("as_used") for row in record.get("gradients") or []) and any(c in record["claims"] for c in GRADIENT):
         lines += ["", "The gradient claims (" + ", ".join(f"`{c}`" for c in GRADIENT) + ") are about the bare f(r) "
                   "in the generic modes, not about this library's use of it: that is in "
@@ -85,6 +86,12 @@ def estimator_page(name, record, figures=None, shared=()) -> str:
     return "\n".join(lines) + "\n"
 
 
+def backward_claims_in_order(claims):
+    """The backward-pass claims among ``claims`` (``fp_grad_finite@float16``, ...), shown
+    after the value claims, by claim then dtype."""
+    return [f"{base}@{dtype}" for base in BACKWARD for dtype in DTYPES if f"{base}@{dtype}" in claims]
+
+
 def worst_errors_table(record):
     """The worst floating-point error found in each dtype.  One search per dtype backs every
     fp claim of that dtype, so their ``worst`` is one measurement: one row per dtype, with
@@ -114,3 +121,30 @@ def worst_errors_table(record):
             "per dtype decides all its claims); the input (logp, logq) where it occurs.", "",
             "| dtype | claims it backs | worst error (ulps) | at (logp, logq) | worst absolute error | at (logp, logq) |",
             "|---|---|---|---|---|---|"] + rows
+
+
+def _torch_arithmetic_note(name, record) -> list[str]:
+    """For a library that computes in float32: its fp_nonnegative counts with torch's own
+    arithmetic (``torch_counts.json``, made by scripts/make_torch_counts.py) beside the
+    NumPy ones above, each labelled."""
+    import json
+    from importlib.resources import files
+
+    measured = json.loads(files("verify.report").joinpath("torch_counts.json").read_text(encoding="utf-8"))
+    counts = measured["counts"].get(name)
+    if not counts:
+        return []
+    cells, differ = [], False
+    for dtype, count in counts.items():
+        verdict = record["claims"].get(f"{measured['claim']}@{dtype}")
+        ours = int(verdict["detail"].split(" of ")[0].replace(",", "")) if verdict and verdict["verdict"] == "refuted" \
+            else 0
+        differ = differ or ours != count
+        cells.append(f"{dtype}: {count:,} pairs (NumPy: {ours:,})")
+    why = ("NumPy's float32 exp and torch's differ by up to 2 ulps, which flips the sign of the value near "
+           "r = 1" if differ else "here both give the same counts")
+    return ["", f"**Counted with NumPy's arithmetic.** This library computes in float32, and the counts above "
+            f"come from the catalog's NumPy twin of its code (so that `verify all` needs no torch); {why}. The "
+            f"library's own function (our re-implementation, `tests/data/library_functions.py`) run with torch "
+            f"{measured['torch']}'s CPU arithmetic (`verify fuzz FILE.py:FUNC --framework torch`) fails "
+            f"`{measured['claim']}` on {'; '.join(cells)} ({measured['made_by']})."]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from verify.core.claims import DTYPES, FLOATING
+from verify.core.claims import BACKWARD, DTYPES, FLOATING
 from verify.report.figures import lay_out, png_bytes, pyplot
 from verify.report.text import format_number
 
@@ -13,7 +13,8 @@ __all__ = ["render_libraries", "libraries_figure", "FIGURE"]
 FIGURE = "figures/libraries_cosine.png"
 _VERDICT_LETTER = {"proved": "P", "tested": "T", "refuted": "**X**", "undecided": "?"}
 _FP_CLAIM_WORD = {"fp_nonnegative": "nonneg", "fp_finite": "finite", "fp_accurate": "accurate",
-                  "fp_matches_expression": "formula"}
+                  "fp_matches_expression": "formula", "fp_grad_finite": "grad finite",
+                  "fp_grad_accurate": "grad accurate"}
 # the value columns: the categorical family (next-token distributions), nearest and
 # farthest pairs of its sweep
 VALUE_FAMILY = "categorical"
@@ -132,14 +133,16 @@ def _fp_table(results):
     lines = ["Floating-point claims of the implementation as the library computes it (inputs log p, log q in "
              f"[-60, 0] of the dtype; profile `{results.get('profile')}`: grid and hypothesis search, P proved, "
              "T tested, X refuted with a counterexample on the entry's page). `formula` is "
-             "`fp_matches_expression`. A library that casts to float32 is judged at its input dtype's ulps.", "",
+             "`fp_matches_expression`; `grad finite` and `grad accurate` are the backward-pass claims `fp_grad_finite` and "
+             "`fp_grad_accurate` (the gradient with respect to log q the library's torch code computes, every 16-bit "
+             "pair). A library that casts to float32 is judged at its input dtype's ulps.", "",
              "| entry | arithmetic in | " + " | ".join(DTYPES) + " |", "|---|---|" + "---|" * len(DTYPES)]
     for name, entry in _catalog_entries(results):
         claims = results["estimators"].get(name, {}).get("claims", {})
         cells = []
         for dtype in DTYPES:
             parts = [f"{_FP_CLAIM_WORD[c]} {_VERDICT_LETTER[claims[f'{c}@{dtype}']['verdict']]}"
-                     for c in FLOATING if f"{c}@{dtype}" in claims]
+                     for c in FLOATING + BACKWARD if f"{c}@{dtype}" in claims]
             cells.append(", ".join(parts) or "-")
         exhaustive = entry.get("nonnegative_16bit") or {}
         for dtype in ("float16", "bfloat16"):

@@ -51,6 +51,8 @@ LAYER_CODE = {
     "moments": ("verify.layers.exact",),
     "reproductions": ("verify.layers.exact",),
     "gradients": ("verify.layers.gradients",),
+    # reports/sequences.md: the sequence models, and the one-pair control variate's moments
+    "sequences": ("verify.layers.gradients", "verify.layers.exact"),
 }
 VERSIONED = ("numpy", "scipy", "sympy", "mpmath", "python-flint", "hypothesis", "ml_dtypes", "torch", "numba")
 

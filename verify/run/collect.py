@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from verify.api import SCHEMA_VERSION
-from verify.core.claims import LAYERS, DTYPES, FLOATING, SYMBOLIC, expand_claims
+from verify.core.claims import BACKWARD, LAYERS, DTYPES, FLOATING, SYMBOLIC, expand_claims
 from verify.core.timelimit import Failed, TimedOut, run_all
 
 SIGNIFICANT_DIGITS = 10  # floats in results.json: stable across runs, ample for reports
@@ -82,6 +82,12 @@ def _reproductions_task():
     return cells.reproductions_cell()
 
 
+def _sequences_task():
+    from verify.api import cells
+
+    return cells.sequences_cell()
+
+
 def cross_checks(name, record) -> list[str]:
     """Disagreements between layers for one estimator: each one is a harness bug."""
     from verify.api.cells import gradient_disagreements
@@ -128,6 +134,14 @@ def cell_description(layer, estimator, profile, timeout) -> dict:
     if calls_code and estimator.numeric is not None:
         data["implementation"] = _implementation(estimator)
         data["sources"] = {**data["sources"], **cache.implementation_sources(estimator.numeric)}
+    gradient = getattr(estimator, "numeric_grad", None)
+    if kind == "floating" and gradient is not None:
+        # the backward claims: the emulated autograd, and the exact gradient it is judged by
+        # (entries sharing a value implementation may differ here: TRL's token and sequence weights)
+        data["gradient_implementation"] = f"{gradient.__module__}.{gradient.__qualname__}"
+        data["sources"] = {**data["sources"], **cache.implementation_sources(gradient)}
+        backward = getattr(estimator, "backward_expr", None)
+        data["backward_expression"] = None if backward is None else str(backward)
     return data
 
 
@@ -164,6 +178,8 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
     wanted = [(layer, name) for name in names for layer in _cells(registry[name], layers)]
     if "moments" in layers and reproductions:
         wanted.append(("reproductions", None))
+    if "gradients" in layers and reproductions:
+        wanted.append(("sequences", None))
     descriptions = {cell: cell_description(cell[0], registry.get(cell[1]), profile, timeout) for cell in wanted}
     prints = {cell: cells.fingerprint(description) for cell, description in descriptions.items()}
     versions = cells.versions()
@@ -180,7 +196,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
             by_print[prints[cell]] = result
         else:
             missing.append(cell)
-    calls = [((_reproductions_task, ()) if layer == "reproductions"
+    calls = [(({"reproductions": _reproductions_task, "sequences": _sequences_task}[layer], ()) if name is None
               else (_layer_task, (layer, registry[name], profile, timeout, 1 if jobs > 1 else None)))
              for layer, name in missing]  # cells already run side by side: one process per sweep
     budget = 1800.0  # per cell: the floating layer enumerates every 16-bit input pair (minutes on a busy machine)
@@ -202,20 +218,24 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
                       "source": registry[name].source, "description": registry[name].description,
                       "declared": list(registry[name].claims), "claims": {}, "errors": [], "fingerprints": {}}
                for name in names}
-    reproduced = None
+    reproduced = sequence_models = None
     gradient_mse: dict = {}
     for (layer, name), result in zip(wanted, results):
         if name is not None:
             records[name]["fingerprints"][layer] = prints[(layer, name)]
         if isinstance(result, (TimedOut, Failed)):
             message = f"{layer} layer: " + (f"timed out after {budget:g} s" if isinstance(result, TimedOut) else result.error)
-            if name is None:
+            if layer == "sequences":
+                sequence_models = {"error": message}
+            elif name is None:
                 reproduced = {"error": message}
             else:
                 records[name]["errors"].append(message)
             continue
         if layer == "reproductions":
             reproduced = result
+        elif layer == "sequences":
+            sequence_models = result
         elif layer == "symbolic" or layer.startswith("floating"):
             records[name]["claims"].update(result)
         elif layer == "gradients":
@@ -226,7 +246,7 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
                 sweeps[name] = result["library"]
         else:
             records[name][layer] = result
-    order = list(SYMBOLIC) + expand_claims(FLOATING)  # claims in one order, however the cells arrived
+    order = list(SYMBOLIC) + expand_claims(FLOATING + BACKWARD)  # claims in one order, however the cells arrived
     for record in records.values():
         record["claims"] = {c: record["claims"][c] for c in sorted(record["claims"], key=order.index)}
     disagreements = []
@@ -248,6 +268,8 @@ def collect(registry: dict, profile="ci", timeout=10.0, jobs=2, progress=None, l
         "estimators": records,
         "reproductions": reproduced,
         "reproductions_fingerprint": prints.get(("reproductions", None)),
+        "sequence_models": sequence_models,
+        "sequence_models_fingerprint": prints.get(("sequences", None)),
         "disagreements": disagreements,
         "choosing": choosing,
         **library_data(registry, sweeps),

@@ -34,12 +34,18 @@ and ``tolerances`` (what the claims mean per dtype), ``reference`` and ``enclosu
 (the exact f), ``dtype_run`` (calling the implementation, judging one input),
 ``grid`` and ``search`` (float32/float64), ``sixteen_bit`` and ``exhaustive`` (the
 16-bit sweep, with ``tally``, ``vectorised``, ``kernel`` and ``kernel_source``),
-``verdicts``.  This file only re-exports.
+the backward-pass claims ``fp_grad_finite`` and ``fp_grad_accurate`` (``backward``, with
+``exact_gradient``: the exact gradient -g'(t) with respect to logq, ``backward_sweep`` and
+``backward_kernel``: every 16-bit pair, the gradient by the implementation's autograd),
+``verdicts``.  ``bare_function`` decides the claims of a torch function with no formula
+(``fp_agrees_float64``: against the function itself evaluated in float64).  This file
+only re-exports.
 """
 from __future__ import annotations
 
 from verify.core.claims import PROFILES
 from verify.layers.floating.checks import check_callable, check_claims, fp_results_for_report
+from verify.layers.floating.bare_function import BARE_CLAIMS, FunctionVerdicts, sweep_function
 from verify.layers.floating.dtype_info import DTYPE_INFO, SIXTEEN_BIT, DtypeInfo, ulp
 from verify.layers.floating.reference import Reference
 from verify.layers.floating.tolerances import ACCURATE_ULPS, DOMAIN, MATCH_ULPS
@@ -47,4 +53,5 @@ from verify.layers.floating.tolerances import ACCURATE_ULPS, DOMAIN, MATCH_ULPS
 __all__ = [
     "ACCURATE_ULPS", "MATCH_ULPS", "DOMAIN", "PROFILES", "SIXTEEN_BIT", "check_claims",
     "check_callable", "fp_results_for_report", "Reference", "DtypeInfo", "DTYPE_INFO", "ulp",
+    "BARE_CLAIMS", "FunctionVerdicts", "sweep_function",
 ]

@@ -11,8 +11,9 @@ import numpy as np
 from verify.core.claims import FLOATING
 from verify.layers.floating.dtype_info import DtypeInfo, ulp
 from verify.layers.floating.enclosures import Enclosures
+from verify.layers.floating.exact_gradient import limit_at_minus_infinity
 from verify.layers.floating.reference import Reference
-from verify.layers.floating.tolerances import MATCH_ULPS, match_slack
+from verify.layers.floating.tolerances import DOMAIN, MATCH_ULPS, match_slack
 from verify.strategies import numpy_dtype
 
 
@@ -71,6 +72,9 @@ class DtypeRun:
     grid_parts: dict = field(default_factory=dict)
     returns: object = None  # the dtype the implementation returns, when not its input's (a library's float32)
     dtype_problem: object = None  # a ReturnedDtype: the dtype contract broken
+    domain: tuple = DOMAIN  # the domain of the float32/float64 search (the sweep's is sweep_domain)
+    masked: int = 0  # pairs with logp = -inf judged (a domain reaching -inf)
+    never_sampled: int = 0  # pairs with logq = -inf: no claim there
 
     def evaluate(self, logp, logq) -> np.ndarray:
         np_dtype = numpy_dtype(self.info.name)
@@ -97,7 +101,9 @@ class DtypeRun:
         """Every claim at one input, exactly: {claim: (holds, severity)}, "_undefined"
         when f is undefined there, "_error": (ulps, absolute error), "_exact": f."""
         outcome = {"fp_nonnegative": (value >= 0, math.inf if math.isnan(value) else -value)}
-        exact = self.reference.at(logp, logq)
+        masked = logp == -math.inf  # r = 0 (a masked token): f(0), the limit (docs/claims.md)
+        exact = limit_at_minus_infinity(self.reference.expression, self.reference.log_ratio) if masked else \
+            self.reference.at(logp, logq)
         if exact is None:
             outcome["_undefined"] = True
             return outcome
@@ -122,8 +128,8 @@ class DtypeRun:
         in_ulps = float(error / spacing)
         tiny = error < info.smallest_normal
         outcome["fp_accurate"] = (bool(error <= self.accurate_ulps * spacing or tiny or error <= self.atol), in_ulps)
-        slack = float(match_slack(np.array([logp]), np.array([logq]), self.enclosures().derivative,
-                                  float(info.unit_roundoff), MATCH_ULPS)[0])
+        slack = 0.0 if masked else float(match_slack(np.array([logp]), np.array([logq]), self.enclosures().derivative,
+                                                     float(info.unit_roundoff), MATCH_ULPS)[0])
         outcome["fp_matches_expression"] = (bool(error <= MATCH_ULPS * spacing + mpmath.mpf(slack) or tiny), in_ulps)
         outcome["_error"] = (in_ulps, float(error))
         return outcome
@@ -157,6 +163,7 @@ class DtypeRun:
         return in_ulps
 
     def check_batch(self, logp, logq, source):
+        self.masked += int(np.count_nonzero(np.isneginf(logp)))
         values = self.evaluate(logp, logq)
         for p, q, v in zip(logp.tolist(), logq.tolist(), values.tolist()):
             self.check_point(p, q, v)

@@ -142,24 +142,28 @@ class SweepPlan:
 # The plan of the sweep a worker process runs: set only in the worker processes a sweep
 # forks (by ``_start_worker``, from the pool's initargs, inherited through the fork and
 # never pickled: the plan holds the implementation, which need not pickle).
-_PLAN_IN_WORKER: SweepPlan | None = None
+_PLAN_IN_WORKER = None  # (plan, its rows function), set in forked workers only (inherited, never pickled)
 
 
-def _start_worker(plan: SweepPlan):
+def _start_worker(plan, rows):
     global _PLAN_IN_WORKER
-    _PLAN_IN_WORKER = plan
+    _PLAN_IN_WORKER = (plan, rows)
 
 
 def _sweep_block_in_worker(bounds):
-    return sweep_rows(_PLAN_IN_WORKER, *bounds)
+    plan, rows = _PLAN_IN_WORKER
+    return rows(plan, *bounds)
 
 
-def sweep_blocks(sweep, workers):
-    """The parts of every block, in row order, swept here or in forked workers."""
+def sweep_blocks(sweep, workers, rows=None):
+    """The parts of every block, in row order, swept here or in forked workers;
+    ``rows(sweep, first, end)`` sweeps a block (default ``sweep_rows``: the value sweep;
+    the backward sweep passes its own)."""
+    rows = rows or sweep_rows
     blocks = sweep.blocks()
     if workers <= 1 or len(blocks) <= 1:
         for start, stop in blocks:
-            yield sweep_rows(sweep, start, stop)
+            yield rows(sweep, start, stop)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -167,7 +171,7 @@ def sweep_blocks(sweep, workers):
     # an executor, not a Pool: a worker that dies (os._exit in the implementation) breaks
     # it with BrokenProcessPool, where a Pool would wait for the lost block forever
     with ProcessPoolExecutor(min(workers, len(blocks)), mp_context=multiprocessing.get_context("fork"),
-                             initializer=_start_worker, initargs=(sweep,)) as pool:
+                             initializer=_start_worker, initargs=(sweep, rows)) as pool:
         yield from pool.map(_sweep_block_in_worker, blocks)
 
 

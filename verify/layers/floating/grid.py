@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from verify.layers.floating.dtype_info import DtypeInfo
+from verify.errors import UsageError
 from verify.layers.floating.tolerances import DOMAIN
 from verify.strategies import numpy_dtype, round_to_dtype
 
@@ -15,8 +16,27 @@ def _representable(values, info: DtypeInfo) -> np.ndarray:
     return round_to_dtype(np.asarray(values, dtype=np.float64), info.name).astype(np.float64)
 
 
-def grid_pairs(info: DtypeInfo, sizes: dict):
-    """Deterministic (logp, logq) pairs over DOMAIN for float32 and float64, by family
+def finite_bounds(info: DtypeInfo, domain) -> tuple[float, float]:
+    """The smallest and largest finite values of the dtype in ``domain`` (LO = -inf: the
+    dtype's most negative number); UsageError when the domain holds none."""
+    np_dtype = numpy_dtype(info.name)
+    low, high = float(domain[0]), float(domain[1])
+    if low == -math.inf:
+        low_value = -info.max_finite
+    else:
+        low_value = float(_representable([low], info)[0])
+        if low_value < low:
+            low_value = float(np.nextafter(np_dtype.type(low_value), np_dtype.type(0)).astype(np.float64))
+    high_value = float(_representable([high], info)[0])
+    if high_value > high:
+        high_value = float(np.nextafter(np_dtype.type(high_value), np_dtype.type(-np.inf)).astype(np.float64))
+    if not low_value <= high_value:
+        raise UsageError(f"the domain [{low:g}, {high:g}] holds no {info.name} value")
+    return low_value + 0.0, high_value + 0.0
+
+
+def grid_pairs(info: DtypeInfo, sizes: dict, domain=DOMAIN):
+    """Deterministic (logp, logq) pairs over ``domain`` for float32 and float64, by family
     (returns {family: (logp, logq)}):
 
     - ``log_ratio_binades``: |log r| at 1, 1.5 and 2 - 2^-k times every power of two from
@@ -29,9 +49,12 @@ def grid_pairs(info: DtypeInfo, sizes: dict):
       overflow or underflow), and their neighbours;
     - ``rounded_differences``: log p and log q with odd last significand bits in
       different binades, so that log p - log q rounds in the dtype;
-    - ``anchors``: the previous grid (log-spaced anchors x log-spaced steps).
-    """
-    low, high = DOMAIN
+    - ``anchors``: the previous grid (log-spaced anchors x log-spaced steps);
+    - ``masked`` (only when the domain reaches -inf): log p = -inf (r = 0) against the
+      values of the other families; log q = -inf is never sampled and not tried.
+
+    Bounds that are not values of the dtype are replaced by the nearest ones inside."""
+    low, high = finite_bounds(info, domain)
     np_dtype = numpy_dtype(info.name)
     tiny = float(np.nextafter(np_dtype.type(0), np_dtype.type(1)).astype(np.float64))
     smallest_exponent = math.frexp(tiny)[1] - 1
@@ -97,4 +120,7 @@ def grid_pairs(info: DtypeInfo, sizes: dict):
                 seen.add(key)
                 keep.append(i)
         unique[name] = (logp[keep].copy(), logq[keep].copy())
+    if domain[0] == -math.inf:
+        every = np.unique(np.concatenate([np.concatenate(pair) for pair in unique.values()]))
+        unique["masked"] = (np.full(len(every), -np.inf), every)
     return unique

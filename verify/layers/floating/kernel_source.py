@@ -80,12 +80,7 @@ def specialised_kernel(tape):
     body = enclose_statements(codes, constants) if load_numba() is not None else None
     if body is None:
         return None
-    import hashlib
-    import importlib.util
     import inspect
-    import tempfile
-
-    import numba
 
     classify = inspect.getsource(classify_rows).replace("def classify_rows(", "def classify(")
     call = "low, high = _enclose_tape(t_low, t_high, codes, constants, lo, hi)"
@@ -97,7 +92,24 @@ def specialised_kernel(tape):
               "from verify.layers.floating.kernel import "
               "_enclose_tape, _nan_max, _nan_min, _widen_down, _widen_up\n\n\n"
               "def enclose(t_lo, t_hi):\n" + "".join(f"    {line}\n" for line in body) + "\n\n" + classify)
-    name = "kl_verify_kernel_" + hashlib.sha256(source.encode()).hexdigest()[:20]
+    kernel = compile_generated(source, "kl_verify_kernel_", "classify", lambda compiled: warm_up(compiled, *tape))
+    _SPECIALISED[key] = kernel
+    return kernel
+
+
+def compile_generated(source: str, prefix: str, entry: str, warm):
+    """The compiled function ``entry`` of generated kernel ``source`` (its ``enclose``
+    inlined), or None.  The source goes into a file named by a hash of its text (in the
+    package's __pycache__, else the temporary directory), so that numba caches the
+    compilation on disk; ``warm(compiled)`` compiles it for the sweep's types before any
+    fork."""
+    import hashlib
+    import importlib.util
+    import tempfile
+
+    import numba
+
+    name = prefix + hashlib.sha256(source.encode()).hexdigest()[:20]
     for directory in (os.path.join(os.path.dirname(__file__), "__pycache__", "kernels"),
                       os.path.join(tempfile.gettempdir(), f"kl-verify-kernels-{os.getuid()}")):
         path = os.path.join(directory, name + ".py")
@@ -112,20 +124,18 @@ def specialised_kernel(tape):
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module  # numba's disk cache finds the module by its name
             spec.loader.exec_module(module)
-            kernel, enclose = None, module.enclose
+            compiled, enclose = None, module.enclose
             for cache in (True, False):  # a disk cache that does not load: compiled afresh
                 try:
                     jit = dict(cache=cache, nogil=True, error_model="numpy", fastmath=False)
                     module.enclose = numba.njit(inline="always", **jit)(enclose)
-                    kernel = numba.njit(**jit)(module.classify)
-                    warm_up(kernel, codes, constants)
+                    compiled = numba.njit(**jit)(getattr(module, entry))
+                    warm(compiled)
                     break
                 except Exception:  # noqa: BLE001
-                    kernel = None
-            if kernel is None:
-                continue
+                    compiled = None
+            if compiled is not None:
+                return compiled
         except Exception:  # noqa: BLE001 - no writable place: the next one, else the interpreting kernel
             continue
-        _SPECIALISED[key] = kernel
-        return kernel
     return None

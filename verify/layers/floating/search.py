@@ -32,8 +32,9 @@ settings.register_profile("kl_verify_thorough", max_examples=3000, deadline=None
                           suppress_health_check=_HEALTH)
 
 
-def hypothesis_search(run: DtypeRun, profile: str):
-    strategy = log_prob_pairs(dtype=run.info.name)
+def hypothesis_search(run: DtypeRun, profile: str, bounds: tuple[float, float] | None = None):
+    """``bounds``: the finite (low, high) of the domain in the dtype (None: the default domain)."""
+    strategy = log_prob_pairs(dtype=run.info.name, **({"low": bounds[0], "high": bounds[1]} if bounds else {}))
 
     @settings(settings.get_profile(f"kl_verify_{profile}"))
     @given(strategy)

@@ -2,6 +2,7 @@
 (``exhaustive.py``), with the worst errors it picked recomputed exactly."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -9,7 +10,8 @@ import numpy as np
 
 from verify.layers.floating import interval
 from verify.layers.floating.dtype_run import DtypeRun
-from verify.layers.floating.exhaustive import enumerate_pairs
+from verify.layers.floating.exhaustive import all_values, enumerate_pairs
+from verify.layers.floating.tally import keep_examples
 from verify.layers.floating.tolerances import MATCH_ULPS
 from verify.strategies import numpy_dtype
 
@@ -41,6 +43,8 @@ def sweep_sixteen_bit(run: DtypeRun, claims, domain, workers: int | None = None,
                             derivative=enclosures.derivative, accurate_ulps=run.accurate_ulps, atol=run.atol,
                             match_ulps=MATCH_ULPS, judge=run.judge, progress=progress,
                             workers=sweep_processes(workers))
+    if domain[0] == -math.inf:
+        masked_value_row(run, claims, tally, domain)
     run.exhaustive = tally
     run.exhaustive_claims = tuple(claims)
     run.sweep_domain = tuple(domain)
@@ -60,3 +64,29 @@ def sweep_sixteen_bit(run: DtypeRun, claims, domain, workers: int | None = None,
         if kind == "abs" and (run.worst_abs_input is None or absolute >= run.worst_abs):
             run.worst_abs, run.worst_abs_input = absolute, (logp, logq)
     return tally.values_per_dtype
+
+
+def masked_value_row(run: DtypeRun, claims, tally, domain):
+    """The pairs (-inf, logq) for every logq of the domain (r = 0: a masked token), judged
+    against f(0), the limit (each distinct value once: the exact value is the same for
+    every pair); the pairs with logq = -inf are never sampled and skipped."""
+    values = all_values(numpy_dtype(run.info.name), domain)
+    n = len(values)
+    value = run.evaluate(np.full(n, -np.inf), values) if n else np.empty(0)
+    tally.pairs += n
+    run.masked += n
+    run.never_sampled += n + 1
+    distinct = np.unique(value).tolist() + ([math.nan] if np.isnan(value).any() else [])
+    for v in distinct:
+        where = np.isnan(value) if math.isnan(v) else value == v
+        outcome = run.judge(-math.inf, float(values[0]), v)
+        if outcome.get("_undefined"):
+            if "fp_nonnegative" in claims and not outcome["fp_nonnegative"][0]:
+                keep_examples(tally, "fp_nonnegative", where, np.full(n, outcome["fp_nonnegative"][1]),
+                              np.full(n, -np.inf), values)
+            tally.undefined += int(np.count_nonzero(where))
+            continue
+        for claim in claims:
+            ok, severity = outcome[claim]
+            if not ok:
+                keep_examples(tally, claim, where, np.full(n, severity), np.full(n, -np.inf), values)

@@ -10,7 +10,6 @@ import numpy as np
 from verify.core.claims import PROVED, REFUTED, TESTED, UNDECIDED, Verdict
 from verify.layers.floating.dtype_run import DtypeRun, ReturnedDtype
 from verify.layers.floating.tally import MAX_UNKNOWN
-from verify.layers.floating.tolerances import DOMAIN
 
 
 def _json_float(value):
@@ -47,7 +46,8 @@ def _counterexample(run, claim, candidates):
             continue
         if exact is None:
             exact = run.reference.at(logp, logq)
-        return {"logp": logp, "logq": logq, "dtype": run.info.name, "value": _json_float(value),
+        return {"logp": _json_float(logp), "logq": _json_float(logq), "dtype": run.info.name,
+                "value": _json_float(value),
                 "exact": _exact_json(exact) if exact is not None else None}
     return None
 
@@ -84,6 +84,16 @@ def _dtype_contract_verdict(run: DtypeRun) -> Verdict:
                    f"{problem}; but not when called alone at ({problem.logp}, {problem.logq})")
 
 
+def _masked_text(run: DtypeRun) -> str:
+    """What a domain reaching -inf added (empty otherwise)."""
+    parts = []
+    if run.masked:
+        parts.append(f"{run.masked:,} pair(s) with logp = -inf (r = 0: against f(0), the limit)")
+    if run.never_sampled:
+        parts.append(f"{run.never_sampled:,} pair(s) with logq = -inf skipped (never sampled)")
+    return "; " + "; ".join(parts) if parts else ""
+
+
 def verdict_in_dtype(run: DtypeRun, claim: str, profile: str, values_per_dtype: int | None) -> Verdict:
     """The verdict of one claim (a base name) in the run's dtype."""
     tally = run.tallies[claim]
@@ -93,16 +103,18 @@ def verdict_in_dtype(run: DtypeRun, claim: str, profile: str, values_per_dtype: 
     if run.error is not None:
         return Verdict(UNDECIDED, "implementation failed", run.error)
     worst = worst_error(run)
-    domain = f"[{DOMAIN[0]:g}, {DOMAIN[1]:g}]"
+    domain = f"[{run.domain[0]:g}, {run.domain[1]:g}]"
+    masked = _masked_text(run)
     if claim in run.exhaustive_claims:
         found = run.exhaustive
         swept = run.sweep_domain
         where = (f"all {found.pairs:,} (logp, logq) pairs of {name} in [{swept[0]:g}, {swept[1]:g}] "
-                 f"({values_per_dtype:,} values each, "
-                 f"-0.0 included); {found.settled_by_mpmath} pair(s) settled by mpmath where the float64 "
+                 f"({values_per_dtype:,} values each{', -0.0 included' if swept[1] >= 0 else ''}); "
+                 f"{found.settled_by_mpmath} pair(s) settled by mpmath where the float64 "
                  "enclosure straddled a tolerance")
         if found.undefined:
             where += f"; f undefined at {found.undefined} pair(s), skipped"
+        where += masked
         failing = found.failures.get(claim, 0)
         if failing:
             example = _counterexample(run, claim, found.examples.get(claim, []))
@@ -143,4 +155,4 @@ def verdict_in_dtype(run: DtypeRun, claim: str, profile: str, values_per_dtype: 
     return Verdict(TESTED, "dense grid + hypothesis",
                    f"{tally.checked:,} inputs in {domain}: a grid of {sources['grid']:,} pairs ({parts}) and "
                    f"{sources['hypothesis']:,} hypothesis examples (profile {profile}, targeting "
-                   f"the worst error); no failure{undefined}", worst=worst)
+                   f"the worst error); no failure{undefined}{masked}", worst=worst)

@@ -1,0 +1,64 @@
+"""`verify sequences [ESTIMATOR,...] --p-logits P.npy --q-logits Q.npy [--json]`: exact
+sequence-level KLs, Monte Carlo and Rao-Blackwellised moments, the control variate and the
+gradients of per-token losses of a tabular autoregressive pair, every value with its bound."""
+from __future__ import annotations
+
+import json
+
+_TERMS = {"k1_loss": "sum_t k1_t as a loss", "k2_loss": "sum_t k2_t as a loss", "k3_loss": "sum_t k3_t as a loss",
+          "k1_reward": "sum_t k1_t as a REINFORCE reward"}
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "sequences", help="exact sequence-level KL, estimator moments and gradients of an autoregressive pair",
+        description="P.npy and Q.npy hold one row of V logits per prefix: the empty prefix first, then the "
+                    "prefixes of length 1, ..., T-1, each length in lexicographic order (the row of (y_1..y_k) "
+                    "is (V^k - 1)/(V - 1) + the base-V number y_1..y_k); -inf marks an impossible token. "
+                    "Sequences are sampled from q; every one of the V^T is summed exactly.")
+    parser.add_argument("estimator", nargs="?", default=None,
+                        help="estimators separated by commas (default: k1,k2,k3)")
+    parser.add_argument("--p-logits", required=True, help="the reference model p's logits table (.npy)")
+    parser.add_argument("--q-logits", required=True, help="the sampling policy q's logits table (.npy)")
+    parser.add_argument("--json", action="store_true", help="print the JSON document")
+    parser.set_defaults(run=run)
+
+
+def _value(record, key):
+    value = record[key]
+    if value is None:
+        return "undefined"
+    if isinstance(value, str):
+        return value
+    bound = record.get(key + "_abs_error")
+    return f"{value:.12g} ± {bound:.2g}" if isinstance(bound, float) and bound else f"{value:.12g}"
+
+
+def run(args) -> int:
+    from verify.api.sequences import sequences
+
+    result = sequences(args.estimator, p_logits=args.p_logits, q_logits=args.q_logits)
+    data = result.as_json()
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return result.exit_code
+    lines = [f"V = {data['vocabulary']} tokens, T = {data['length']} positions: {data['sequences']} sequences, "
+             "y ~ q, r_t = p(y_t | y_<t) / q(y_t | y_<t)",
+             f"KL(q||p) = {_value(data, 'kl_qp')}",
+             f"KL(p||q) = {_value(data, 'kl_pq')}", "",
+             f"{'estimator':<12} {'Monte Carlo sum_t f(r_t)':<58} Rao-Blackwellised sum_t E_q[f | y_<t]"]
+    for name, record in data["estimators"].items():
+        lines.append(f"{name:<12} mean {_value(record, 'mc_mean'):<53} mean {_value(record, 'rb_mean')}")
+        lines.append(f"{'':<12} var  {_value(record, 'mc_variance'):<53} var  {_value(record, 'rb_variance')}")
+    control = data["control_variate"]
+    lines += ["", "control variate sum_t [-log r_t + lambda (r_t - 1)]   (k1: lambda = 0, k3: lambda = 1)"]
+    lines += [f"  {key:<19} = {_value(control, key)}" for key in
+              ("optimal_lambda", "variance_at_optimal", "variance_k1", "variance_k3")]
+    lines += ["", "expected gradient wrt q's logits vs grad KL(q||p) of the sequence:"]
+    for name, record in data["gradients"].items():
+        lines.append(f"  {name:<10} ({_TERMS.get(name, name)}): cosine {_value(record, 'cosine_to_grad_kl_qp')}, "
+                     f"relative error {_value(record, 'relative_error')}")
+    lines += [f"note: {note}" for note in data["notes"]]
+    lines += [f"undecided: {block}: {reason}" for block, reason in data["undecided"].items()]
+    print("\n".join(lines))
+    return result.exit_code

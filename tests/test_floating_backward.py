@@ -251,3 +251,45 @@ def test_the_plugin_asserts_the_backward_claims_of_a_torch_implementation():
     verdicts = assert_fp_claims(bounded, BOUNDED, claims=list(BACKWARD), dtypes=["float16", "bfloat16"],
                                 framework="torch", domain=SMALL)
     assert set(verdicts) == {f"{c}@{d}" for c in BACKWARD for d in ("float16", "bfloat16")}
+
+
+def test_a_derivative_unbounded_at_a_kink_is_undefined_there():
+    """t log|t| has g' = log|t| + 1 -> -inf at t = 0: no finite one-sided derivative, so
+    the 33 diagonal pairs (t = 0) of this float16 domain are skipped as undefined and said
+    so, instead of judged against the derivative 2^-300 away (a wrong refutation)."""
+    def t_log_abs(logp, logq):
+        t = logp - logq
+        return t * torch.log(t.abs())
+
+    verdict = check_callable(t_log_abs, "log(r)*log(Abs(log(r)))", "float16", claims=("fp_grad_finite",),
+                             framework="torch", workers=1, domain=(-60.0, -59.0))["fp_grad_finite"]
+    diagonal = len(float16_values(-60.0, -59.0))
+    assert verdict.verdict == "proved", verdict  # was refuted on the diagonal: +inf against 206.9
+    assert f"exact gradient undefined at {diagonal:,} pair(s), skipped" in verdict.detail
+
+
+def test_undefined_pairs_are_counted_not_settled():
+    """sqrt(t + 1) has no real gradient for t <= -1 (at -1 it is infinite, the kink of
+    the domain): those pairs are skipped and counted as undefined, not reported as
+    settled by mpmath."""
+    def sqrt_shifted(logp, logq):
+        return torch.sqrt(logp - logq + 1)
+
+    verdict = check_callable(sqrt_shifted, "sqrt(log(r) + 1)", "float16", claims=("fp_grad_finite",),
+                             framework="torch", workers=1, domain=(-60.0, -58.0))["fp_grad_finite"]
+    values = float16_values(-60.0, -58.0)
+    undefined = int(np.count_nonzero(values[:, None] - values[None, :] <= -1))
+    assert f"exact gradient undefined at {undefined:,} pair(s), skipped" in verdict.detail
+    assert "; 0 pair(s) settled by mpmath" in verdict.detail
+
+
+def test_a_constant_derivative_is_decided():
+    """k1's gradient is the constant -1 (no Taylor model is needed, none can be built):
+    decided, not 'implementation failed'."""
+    from estimators import registry
+    from verify.api import check
+
+    verdicts = check(registry()["verl_k1"], ["fp_grad_finite@float16", "fp_grad_accurate@bfloat16"],
+                     domain=(-60.0, -59.0)).verdicts
+    assert {claim: v.verdict for claim, v in verdicts.items()} == {
+        "fp_grad_finite@float16": "proved", "fp_grad_accurate@bfloat16": "proved"}

@@ -267,7 +267,9 @@ _BACKWARD_TEXT = {
                          "conventions all do: clamp passes the gradient at its bounds, maximum splits it at a "
                          "tie, abs gives 0 at 0).",
                          "As `fp_grad_finite`. One-sided derivatives at a kink are evaluated by mpmath 2^-300 "
-                         "max(1, |t|) away from it, on each side (each piece is analytic there)."),
+                         "max(1, |t|) away from it, on each side (each piece is analytic there), and must agree "
+                         "with the same at 2^-600: a derivative that grows without bound at the kink has no "
+                         "finite one-sided value, and the pair is skipped as undefined (counted in the detail)."),
 }
 DOMAIN_TEXT = ("The domain is [-60, 0] unless `--domain LO,HI` (API: `domain=(LO, HI)`) says otherwise: "
                "LO < HI <= 0, HI finite, LO may be `-inf`. With LO = -inf every finite value <= HI is an "

@@ -229,10 +229,10 @@ def sweep_gradient(run, domain, workers: int = 1, progress=None) -> ExhaustiveTa
         if key not in judged:
             judged[key] = run.judge(logp, logq, value)
         outcome = judged[key]
-        tally.settled_by_mpmath += 1
         if outcome.get("_undefined"):
             tally.undefined += 1
             continue
+        tally.settled_by_mpmath += 1
         for claim in which:
             ok, severity = outcome[claim]
             if not ok:

@@ -132,6 +132,7 @@ def backward_verdicts(estimator, claims, dtype: str, profile: str, workers: int 
     try:
         if sixteen_bit:
             run.sweep = sweep_gradient(run, chosen, sweep_processes(workers))
+            run.undefined += run.sweep.undefined  # the verdict's text says how many were skipped
             run.sources["exhaustive"] = run.sweep.pairs
             _, logp, logq = run.sweep.worst_ulps
             if logp is not None:  # the worst error the enclosures ranked, recomputed exactly

@@ -29,6 +29,7 @@ TINY = mpmath.mpf(2) ** -1200
 PROBE_BITS = 256  # a kink is looked for here, and confirmed at KINK_BITS
 KINK_BITS = 4096
 KINK_OFFSET = mpmath.mpf(2) ** -300
+KINK_CHECK_OFFSET = mpmath.mpf(2) ** -600  # the one-sided value must not move between the two
 LIMIT_BITS = 256
 
 
@@ -122,6 +123,18 @@ class ExactGradient:
                     return False
         return True
 
+    def _one_sided(self, t, side):
+        """The one-sided derivative at a kink: g' at KINK_OFFSET max(1, |t|) on that side,
+        if it agrees with g' at KINK_CHECK_OFFSET (so the derivative is bounded there and
+        that is its limit), else None: a derivative that grows without bound at the kink
+        (t log|t| at 0) has no finite one-sided value, and the pair is left undefined."""
+        scale = max(1, abs(t))
+        near = _settle(lambda bits: self._evaluate(t, bits, side * KINK_OFFSET * scale))
+        nearer = _settle(lambda bits: self._evaluate(t, bits, side * KINK_CHECK_OFFSET * scale))
+        if near is None or nearer is None or abs(near - nearer) > AGREEMENT * max(1, abs(nearer)):
+            return None
+        return nearer
+
     def derivative_at(self, t):
         """(low, high) of g' at the exact t: equal where g is differentiable, the two
         one-sided derivatives (in order) at a kink; None where g' is undefined."""
@@ -129,8 +142,7 @@ class ExactGradient:
             return self._cache[t]
         found = None
         if self._kink_at(t):
-            step = KINK_OFFSET * max(1, abs(t))
-            sides = [_settle(lambda bits, s=s: self._evaluate(t, bits, s * step)) for s in (-1, 1)]
+            sides = [self._one_sided(t, side) for side in (-1, 1)]
             if None not in sides:
                 found = (min(sides), max(sides))
         else:
@@ -228,5 +240,6 @@ def derivative_taylor(expression, symbol):
     try:
         interval.TaylorModel(expression, symbol)
         return interval.TaylorModel(sp.diff(_branch_at_zero(expression, symbol), symbol), symbol)
-    except (interval.Unsupported, ImportError, ValueError, TypeError, ZeroDivisionError, AssertionError):
+    except (interval.Unsupported, ImportError, ValueError, TypeError, ZeroDivisionError, AssertionError,
+            AttributeError):  # a constant derivative (k1's): its series is a number, and no model is needed
         return None

@@ -163,8 +163,8 @@ def _load(path, name):
 def _alone(function, example, **options):
     """The function on the counterexample's pair alone, (1, 1) tensors of its dtype."""
     dtype = getattr(torch, example["dtype"])
-    logp, logq = (torch.tensor([[example[k]]], dtype=torch.float64).to(dtype) for k in ("logp", "logq"))
-    assert float(logp) == example["logp"] and float(logq) == example["logq"]  # the pair is representable
+    logp, logq = (torch.tensor([[example[k]]], dtype=torch.float64).to(dtype) for k in ("logp", "ref_logp"))
+    assert float(logp) == example["logp"] and float(logq) == example["ref_logp"]  # the pair is representable
     return float(function(logp, logq, **options))
 
 
@@ -182,13 +182,13 @@ def test_verl_k1_through_the_cli(libs, capsys):
     refuted = claims["fp_nonnegative@bfloat16"]
     assert refuted["verdict"] == "refuted" and "pairs fail" in refuted["detail"]
     example = refuted["counterexample"]
-    assert example["logp"] < example["logq"] and example["value"] < 0 and example["alone"]["fails"]
+    assert example["logp"] < example["ref_logp"] and example["value"] < 0 and example["alone"]["fails"]
     assert _alone(_load(libs / "verl_kl.py", "kl_penalty"), example, kl_penalty="k1") == example["value"]
     assert document["returns"] == {"bfloat16": "bfloat16"} and document["shape_dependence"] == []
     assert document["shape_checked"]["bfloat16"]["pairs"] > 8 and document["shape_checked"]["bfloat16"]["differ"] == 0
     # bfloat16 values in [-16, -2^-6]: 10 binades of 128 values, and -16 (1,281)
     lo, hi = PART_OF_THE_DOMAIN
-    assert f"all {1280 ** 2 + 2 * 1280 + 1:,} (logp, logq) pairs of bfloat16 in [{lo:g}, {hi:g}]" in refuted["detail"]
+    assert f"all {1280 ** 2 + 2 * 1280 + 1:,} (logp, ref_logp) pairs of bfloat16 in [{lo:g}, {hi:g}]" in refuted["detail"]
 
 
 def test_the_option_reaches_the_function(libs, capsys):
@@ -298,7 +298,7 @@ def test_output_that_depends_on_the_batch_shape_is_a_finding(libs, capsys):
     found = document["shape_dependence"][0]
     assert found["in_batch"] != found["alone"] and found["batch_shape"][0] * found["batch_shape"][1] > 1000
     function = _load(libs / "shapes_kl.py", "wider_in_batches")
-    pair = {"logp": found["logp"], "logq": found["logq"], "dtype": "bfloat16"}
+    pair = {"logp": found["logp"], "ref_logp": found["ref_logp"], "dtype": "bfloat16"}
     assert _alone(function, pair) == found["alone"]  # the value alone re-checks
     code, text, _ = _cli(["fuzz", f"{libs}/shapes_kl.py:wider_in_batches", "--framework", "torch",
                           "--dtypes", "bfloat16"], capsys)
@@ -313,7 +313,7 @@ def test_a_counterexample_that_fails_only_in_its_batch(libs):
     assert verdict.verdict == "refuted" and result.exit_code == 1
     example = verdict.counterexample
     assert example["value"] < 0 and example["alone"]["fails"] is False and example["alone"]["value"] >= 0
-    assert any((f["logp"], f["logq"]) == (example["logp"], example["logq"]) for f in result.shape_dependence)
+    assert any((f["logp"], f["ref_logp"]) == (example["logp"], example["ref_logp"]) for f in result.shape_dependence)
 
 
 # --------------------------------------------------------- the user's code misbehaves
@@ -354,7 +354,7 @@ def test_the_domain_is_honoured(libs, capsys):
     code, document, _ = _json(["fuzz", f"{libs}/verl_kl.py:kl_penalty", "--framework", "torch", "--option",
                                "kl_penalty=k1", "--dtypes", "bfloat16", "--domain=-2,-1"], capsys)
     detail = document["claims"]["fp_finite@bfloat16"]["detail"]
-    assert f"all {129 ** 2:,} (logp, logq) pairs of bfloat16 in [-2, -1] (129 values each" in detail
+    assert f"all {129 ** 2:,} (logp, ref_logp) pairs of bfloat16 in [-2, -1] (129 values each" in detail
     code, _, err = _cli(["fuzz", f"{libs}/verl_kl.py:kl_penalty", "--framework", "torch", "--option",
                          "kl_penalty=k1", "--dtypes", "bfloat16", "--domain=-inf,0"], capsys)
     assert code == 2 and "finite domain" in err

@@ -95,7 +95,7 @@ def function_text(result) -> str:
             lines.append(f"output depends on the batch shape in {dtype}: {checked['differ']} of {checked['pairs']} "
                          "pairs re-evaluated alone differ from their batch (in the dtype or in float64), e.g.")
         for found in [f for f in result.shape_dependence if f["dtype"] == dtype][:3]:
-            lines.append(f"  (logp, logq) = ({found['logp']!r}, {found['logq']!r}), evaluated in "
+            lines.append(f"  (logp, ref_logp) = ({found['logp']!r}, {found['ref_logp']!r}), evaluated in "
                          f"{found['evaluated_in']}: {found['in_batch']!r} in a {tuple(found['batch_shape'])} batch, "
                          f"{found['alone']!r} alone")
     return "\n".join(lines + ["", "(fp_agrees_float64: against the function itself evaluated in float64, not the "

@@ -107,7 +107,7 @@ class _Rows:
         self.tensor = to_torch(self.values.astype(np_dtype))
         self.rows = max(1, CHUNK_PAIRS // max(self.n, 1))
         self.keys = list(range(0, self.n, self.rows))
-        self.describe = (f"all {self.n * self.n:,} (logp, logq) pairs of {dtype} in [{domain[0]:g}, {domain[1]:g}] "
+        self.describe = (f"all {self.n * self.n:,} (logp, ref_logp) pairs of {dtype} in [{domain[0]:g}, {domain[1]:g}] "
                          f"({self.n:,} values each, -0.0 included)")
 
     def chunk(self, start):
@@ -352,7 +352,7 @@ def _verdicts(term, dtype, source, judge, claims, found):
         return batches[key]
 
     def finding(logp, logq, where, in_batch, alone, evaluated):
-        entry = {"logp": logp, "logq": logq, "dtype": dtype, "evaluated_in": evaluated, "batch_shape": list(where),
+        entry = {"logp": logp, "ref_logp": logq, "dtype": dtype, "evaluated_in": evaluated, "batch_shape": list(where),
                  "in_batch": _number(float(in_batch)), "alone": _number(float(alone))}
         shape.setdefault((logp, logq), entry)
 
@@ -385,7 +385,7 @@ def _verdicts(term, dtype, source, judge, claims, found):
             logp, logq = source.pair(key, index)
             alone_value, alone_reference = compare(logp, logq, batch_shape, value[index], reference[index])
             if example is None and judge.fails(claim, value[index], reference[index]):
-                example = {"logp": logp, "logq": logq, "dtype": dtype, "value": _number(float(value[index])),
+                example = {"logp": logp, "ref_logp": logq, "dtype": dtype, "value": _number(float(value[index])),
                            "float64": _number(float(reference[index])), "batch_shape": list(batch_shape),
                            "position": [index // batch_shape[1], index % batch_shape[1]],
                            "alone": {"value": _number(alone_value), "float64": _number(alone_reference),

@@ -293,3 +293,24 @@ def test_a_constant_derivative_is_decided():
                      domain=(-60.0, -59.0)).verdicts
     assert {claim: v.verdict for claim, v in verdicts.items()} == {
         "fp_grad_finite@float16": "proved", "fp_grad_accurate@bfloat16": "proved"}
+
+
+def test_the_specialised_kernel_decides_as_the_interpreting_one(monkeypatch):
+    """The compiled pass with the derivative's tape inlined (backward_kernel.specialised_rows)
+    and the one interpreting the tape give the same verdicts, counts and examples."""
+    from verify.layers.floating import backward_kernel
+
+    def decided():
+        found = check_callable(clamp_after, CLAMP_AFTER, "float16", claims=BACKWARD, framework="torch",
+                               domain=SMALL)
+        return {c: (v.verdict, v.detail, v.counterexample) for c, v in found.items()}
+
+    from verify.layers.floating.exact_gradient import derivative_enclosure
+    from verify.layers.floating.reference import Reference
+
+    reference = Reference(CLAMP_AFTER)
+    tape = derivative_enclosure(reference.expression, reference.log_ratio)
+    assert backward_kernel.specialised_rows(*tape.tape()) is not None  # the clamp's Heaviside is inlined too
+    specialised = decided()
+    monkeypatch.setattr(backward_kernel, "specialised_rows", lambda codes, constants: None)
+    assert decided() == specialised

@@ -32,12 +32,9 @@ def add_parser(subparsers):
 
 
 def _number(data, key):
-    value = data[key]
-    if value is None:
-        return "undefined"
-    if isinstance(value, str):
-        return value
-    return f"{value:.15g}"
+    from verify.cli.text import value_text
+
+    return value_text(data[key], ".15g")
 
 
 def _with_bound(data, key):

@@ -25,13 +25,12 @@ def add_parser(subparsers):
 
 
 def _value(record, key):
-    value = record[key]
-    if value is None:
-        return "undefined"
-    if isinstance(value, str):
-        return value
-    bound = record.get(key + "_abs_error")
-    return f"{value:.12g} ± {bound:.2g}" if isinstance(bound, float) and bound else f"{value:.12g}"
+    from verify.cli.text import value_text
+
+    value, bound = record[key], record.get(key + "_abs_error")
+    text = value_text(value, ".12g")
+    number = value is not None and not isinstance(value, str)
+    return f"{text} ± {bound:.2g}" if number and isinstance(bound, float) and bound else text
 
 
 def run(args) -> int:

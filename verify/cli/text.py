@@ -43,3 +43,13 @@ def output_note(output: str) -> str | None:
         return None
     first = " ".join(lines[0].split())[:120]
     return f"kl-verify: note: the user's code printed {len(lines)} line(s), kept off stdout; first: {first!r}"
+
+
+def value_text(value, spec: str) -> str:
+    """A value of a command's JSON for its text: None as "undefined", a string (a decimal
+    beyond float64, "inf") as is, a number in ``spec``."""
+    if value is None:
+        return "undefined"
+    if isinstance(value, str):
+        return value
+    return format(value, spec)

@@ -60,7 +60,7 @@ from verify.errors import UsageError
 from verify.layers.gradients.bounds import GradientUndecided
 from verify.layers.gradients.pairs import PAIRS
 from verify.layers.gradients.term_calls import (EPS, as_batch_sequence, call_value, detected_precision,
-                                               input_rounding_bound, mixing_note, probe_term)
+                                               input_rounding_bound, mixing_note, probe_term, returned_dtype)
 from verify.layers.gradients.verdicts import classify_gradient, round_significant
 
 __all__ = [
@@ -219,10 +219,7 @@ def _call_term(torch, func, logq, ref, old, mode, dtype):
     weights = torch.from_numpy(np.ascontiguousarray(np.exp(logq if mode in ("loss", "reward") else old).T))
     with torch.enable_grad():
         value = call_value(torch, func, leaf, ref_t, old_t)
-        if value.dtype not in (torch.float64, torch.float32):
-            raise UsageError(f"the term returned {value.dtype} for {dtype} inputs: the expected gradient is "
-                             "computed in float64, so the term must compute in float64 or float32 here")
-        returned = "float64" if value.dtype == torch.float64 else "float32"
+        returned = returned_dtype(torch, value, dtype)
         values = value.detach().to(torch.float64)
         _check_finite(values, weights, "value")
         values_np = values.numpy().T.reshape(shape).copy()
@@ -373,21 +370,8 @@ def _full_call(torch, func, logits, ref_logits, dtype):
     ref = torch.log_softmax(torch.tensor(ref_logits, dtype=dtype), dim=-1)[None]
     with torch.enable_grad():
         logq = torch.log_softmax(theta, dim=-1)[None]
-        try:
-            value = func(logq, ref, logq.detach())
-        except UsageError:
-            raise
-        except Exception as error:  # noqa: BLE001 - the user's code failing is bad input, said in one line
-            raise UsageError(f"the term raised {type(error).__name__}: {error}"[:300]) from None
-        if not isinstance(value, torch.Tensor):
-            raise UsageError(f"the term must return a torch tensor, got {type(value).__name__}")
-        if tuple(value.shape) != tuple(logq.shape[:-1]):
-            raise UsageError(f"--kind full: the term must return one value per position: (batch, sequence, "
-                             f"vocabulary) = {tuple(logq.shape)} in, {tuple(value.shape)} out")
-        if value.dtype not in (torch.float64, torch.float32):
-            raise UsageError(f"the term returned {value.dtype} for {dtype} inputs: it must compute in float64 "
-                             "or float32 here")
-        returned = "float64" if value.dtype == torch.float64 else "float32"
+        value = call_value(torch, func, logq, ref, logq.detach(), kind="full")
+        returned = returned_dtype(torch, value, dtype)
         values = value.detach().to(torch.float64).numpy()[0].copy()
         if not np.all(np.isfinite(values)):
             raise GradientUndecided("the term's value is not finite: the gradient cannot be bounded")

@@ -66,8 +66,10 @@ def as_batch_sequence(torch, array: np.ndarray, dtype):
     return torch.tensor(np.ascontiguousarray(np.asarray(array).T), dtype=dtype)
 
 
-def call_value(torch, func, logp, ref, old):
-    """The term's value at tensors of one shape, with the shape checked: one value per token."""
+def call_value(torch, func, logp, ref, old, kind: str = "token"):
+    """The term's value at tensors of one shape, with its shape checked: one value per
+    token of (batch, sequence) log-probs, or per position of (batch, sequence,
+    vocabulary) ones for a full-vocabulary term (``kind="full"``)."""
     try:
         value = func(logp, ref, old)
     except UsageError:
@@ -76,10 +78,22 @@ def call_value(torch, func, logp, ref, old):
         raise UsageError(f"the term raised {type(error).__name__}: {error}"[:300]) from None
     if not isinstance(value, torch.Tensor):
         raise UsageError(f"the term must return a torch tensor, got {type(value).__name__}")
-    if tuple(value.shape) != tuple(logp.shape):
+    if kind == "token" and tuple(value.shape) != tuple(logp.shape):
         raise UsageError(f"the term must return one value per token: (batch, sequence) = {tuple(logp.shape)} in, "
                          f"{tuple(value.shape)} out")
+    if kind == "full" and tuple(value.shape) != tuple(logp.shape[:-1]):
+        raise UsageError(f"--kind full: the term must return one value per position: (batch, sequence, "
+                         f"vocabulary) = {tuple(logp.shape)} in, {tuple(value.shape)} out")
     return value
+
+
+def returned_dtype(torch, value, given) -> str:
+    """``float64`` or ``float32``, the dtype the term returned for ``given`` inputs; a
+    narrower one is refused (the expected gradient is computed in float64)."""
+    if value.dtype not in (torch.float64, torch.float32):
+        raise UsageError(f"the term returned {value.dtype} for {given} inputs: the expected gradient is computed "
+                         "in float64, so the term must compute in float64 or float32 here")
+    return "float64" if value.dtype == torch.float64 else "float32"
 
 
 def _probe(torch, func, logq, ref):
@@ -89,7 +103,7 @@ def _probe(torch, func, logq, ref):
     ref_t = torch.tensor(ref, dtype=torch.float64)
     with torch.enable_grad():
         value = call_value(torch, func, leaf, ref_t, leaf.detach())
-        returned = "float64" if value.dtype == torch.float64 else "float32"
+        returned = returned_dtype(torch, value, torch.float64)
         values = value.detach().to(torch.float64).numpy().copy()
         gradient = np.zeros_like(values)
         if value.requires_grad:

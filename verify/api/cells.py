@@ -76,19 +76,20 @@ CONTROL_VARIATE_PAIRS = (("norm(0.1, 1)", "norm(0, 1)"), ("norm(1, 1)", "norm(0,
 
 def sequences_cell() -> dict:
     """reports/sequences.md's data: ``verify sequences`` (k1, k2, k3) on each documented
-    model (verify.layers.gradients.sequence_examples) and ``verify moments
-    --control-variate`` on CONTROL_VARIATE_PAIRS."""
+    model (verify.layers.gradients.sequence_examples), with every catalog entry's gradient
+    rows at LIBRARY_SPREADS, and ``verify moments --control-variate`` on CONTROL_VARIATE_PAIRS."""
     from verify.api.control_variate import pair_control_variate
     from verify.api.sequences import sequences
     from verify.layers.exact import parse_family
-    from verify.layers.gradients.sequence_examples import REPORT_SWEEPS, model_tables
+    from verify.layers.gradients.sequence_examples import LIBRARY_SPREADS, REPORT_SWEEPS, model_tables
 
     sweeps = []
     for sweep in REPORT_SWEEPS:
         models = []
         for spread in sweep.spreads:
             p, q = model_tables(sweep, spread)
-            models.append({"spread": spread, **sequences(None, p_logits=p, q_logits=q).as_json()})
+            catalog = "all" if spread in LIBRARY_SPREADS else None
+            models.append({"spread": spread, **sequences(None, p_logits=p, q_logits=q, gradients=catalog).as_json()})
         sweeps.append({**sweep.as_json(), "models": models})
     pairs = [{"p": p, "q": q, **pair_control_variate(parse_family(p), parse_family(q)).as_json()}
              for p, q in CONTROL_VARIATE_PAIRS]

@@ -18,12 +18,15 @@ from pathlib import Path
 from verify.api.documents import json_document
 from verify.errors import UsageError
 
-__all__ = ["SequencesResult", "sequences", "load_table", "DEFAULT_ESTIMATORS", "LOGIT_LIMIT"]
+__all__ = ["SequencesResult", "sequences", "load_table", "DEFAULT_ESTIMATORS", "LOGIT_LIMIT", "BUILT_IN_TERMS"]
 
 DEFAULT_ESTIMATORS = ("k1", "k2", "k3")
 # Finite logits beyond this magnitude are refused: within it, log r and its square stay
 # far inside float64 (an -inf logit is the way to say "impossible").
 LOGIT_LIMIT = 1e100
+# the built-in gradient terms of the engine, in words
+BUILT_IN_TERMS = {"k1_loss": "sum_t k1_t as a loss", "k2_loss": "sum_t k2_t as a loss",
+                  "k3_loss": "sum_t k3_t as a loss", "k1_reward": "sum_t k1_t as a REINFORCE reward"}
 _MOMENT_KEYS = ("mc_mean", "mc_variance", "rb_mean", "rb_variance")
 _CONTROL_KEYS = ("optimal_lambda", "variance_at_optimal", "variance_k1", "variance_k3")
 _GRADIENT_KEYS = ("cosine_to_grad_kl_qp", "relative_error")
@@ -66,6 +69,8 @@ class SequencesResult:
     expressions: dict = field(default_factory=dict)   # estimator name -> f(r) as text
     undecided: dict = field(default_factory=dict)
     notes: tuple = ()
+    descriptions: dict = field(default_factory=dict)  # gradient term -> how it enters training
+    output: str = field(default="", repr=False, compare=False)  # what a torch term printed (kept off the JSON)
 
     @property
     def exit_code(self) -> int:
@@ -83,7 +88,8 @@ class SequencesResult:
                "estimators": {name: {"expression": self.expressions.get(name), **numbers(record)}
                               for name, record in self.estimators.items()},
                "control_variate": numbers(self.control_variate),
-               "gradients": {name: numbers(record) for name, record in self.gradients.items()},
+               "gradients": {name: {"description": self.descriptions.get(name, ""), **numbers(record)}
+                             for name, record in self.gradients.items()},
                "undecided": dict(self.undecided), "notes": list(self.notes)}
         return out
 
@@ -134,24 +140,39 @@ def load_table(table, label: str):
 
 
 def _token_function(estimator):
-    """The engine's TokenFunction for a registry estimator (a function of r)."""
+    """The engine's TokenFunction for a registry estimator (a function of r): f(exp(t)) in
+    ball arithmetic (``ball_expression``: bounds that hold) where its nodes allow and its
+    value stays in float64; elsewhere (a node it lacks, an intermediate beyond float64 with
+    a finite result, as log of a huge r) the exact layer's range-extended evaluator, whose
+    first-order running bound is doubled (plus TINY) to cover the terms it leaves out."""
     import numpy as np
     import sympy as sp
 
     from verify.core.expression import RATIO, as_expression
     from verify.layers.exact.evaluate import compile_estimator, evaluate
-    from verify.layers.gradients.balls import TINY
+    from verify.layers.gradients.ball_expression import Unsupported, compile_ball, evaluate_ball
+    from verify.layers.gradients.balls import TINY, Ball
+    from verify.layers.gradients.compiled import in_log_ratio
     from verify.layers.gradients.sequence_models import TokenFunction
 
     expr = as_expression(estimator.expr)
     node = compile_estimator(expr)
+    try:
+        in_balls = compile_ball(in_log_ratio(expr))
+    except Unsupported:
+        in_balls = None
 
     def values(t, t_rad):
-        # the exact layer's running bound is first order: doubled (plus TINY), it covers
-        # the second-order terms it leaves out; values beyond its fold are not numbers here
-        mantissa, scale, error = evaluate(node, t, t_rad)
-        with np.errstate(all="ignore"):
-            return np.where(scale == 0, mantissa, np.inf), 2 * error + TINY
+        mid, rad = np.full(np.shape(t), np.nan), np.full(np.shape(t), np.inf)
+        if in_balls is not None:
+            ball = evaluate_ball(in_balls, Ball(np.asarray(t, dtype=np.float64), np.asarray(t_rad, dtype=np.float64)))
+            mid, rad = ball.mid, ball.rad
+        rest = ~(np.isfinite(mid) & np.isfinite(rad))
+        if np.any(rest):
+            mantissa, scale, error = evaluate(node, t[rest], t_rad[rest])
+            with np.errstate(all="ignore"):
+                mid[rest], rad[rest] = np.where(scale == 0, mantissa, np.inf), 2 * error + TINY
+        return mid, rad
 
     def at_zero():
         try:
@@ -191,10 +212,76 @@ def _estimators(estimators):
     return chosen
 
 
-def sequences(estimators=None, p_logits=None, q_logits=None) -> SequencesResult:
+def _catalog_terms(gradients, length):
+    """(terms, descriptions) of the catalog entries named in ``gradients`` (a list, a
+    comma-separated string, or "all": every entry with a library usage)."""
+    from estimators import registry
+
+    from verify.api.moments_of_pair import split_targets
+    from verify.layers.gradients.sequence_usage import usage_terms
+
+    entries = registry()
+    if isinstance(gradients, str):
+        names = split_targets(gradients)
+        if names == ["all"]:
+            names = [name for name, entry in entries.items() if entry.usage is not None]
+    else:
+        names = list(gradients)
+    if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+        raise UsageError(f"empty catalog entry in {gradients!r}")
+    terms, descriptions = [], {}
+    for name in dict.fromkeys(names):
+        if name not in entries:
+            known = ", ".join(n for n, entry in entries.items() if entry.usage is not None)
+            raise UsageError(f"unknown catalog entry {name!r}; entries with a library usage: {known}")
+        for term, text in usage_terms(entries[name], length):
+            terms.append(term)
+            descriptions[term.name] = text
+    return terms, descriptions
+
+
+def _term_in_worker(target, p_table, q_table, usage, options, binds):
+    from verify.api.targets import resolve_term
+    from verify.layers.gradients.binding import bind_term
+    from verify.layers.gradients.sequence_term import sampled_coefficients
+
+    func = bind_term(resolve_term(target), options, binds)
+    return sampled_coefficients(func, p_table, q_table, usage, target.rpartition(":")[2])
+
+
+def _torch_term(target, p_table, q_table, usage, options, binds, timeout):
+    """(SampledCoefficients, notes, what the term printed) of the user's torch term, run isolated."""
+    from verify.api.inputs import check_timeout
+    from verify.api.isolation import DEFAULT_SECONDS, UserCodeFailed, run_isolated
+    from verify.core.frameworks import require_torch
+
+    require_torch()
+    check_timeout(timeout)
+    if not isinstance(target, str) or ":" not in target:
+        raise UsageError(f"a torch term is FILE.py:FUNC, got {target!r}")
+    if usage not in ("loss", "reward"):
+        raise UsageError(f"unknown usage {usage!r}; known: loss, reward")
+    for label, mapping in (("options", options), ("binds", binds)):
+        if mapping is not None and not (isinstance(mapping, dict) and all(isinstance(k, str) for k in mapping)):
+            raise UsageError(f"{label} must be a dict keyed by parameter name")
+    outcome = run_isolated(_term_in_worker, (target, p_table, q_table, usage, options or {}, binds or {}),
+                           seconds=timeout if timeout is not None else DEFAULT_SECONDS)
+    if outcome.failure is not None:
+        raise UserCodeFailed(f"{target}: {outcome.failure}")
+    coefficients, notes, _ = outcome.value
+    return coefficients, notes, outcome.output
+
+
+def sequences(estimators=None, p_logits=None, q_logits=None, *, gradients=None, term=None, usage="loss",
+              options=None, binds=None, timeout=None) -> SequencesResult:
     """Exact sequence-level values of the pair (p, q) given as logits tables (arrays or .npy
     paths; see the module), for ``estimators`` (registry names, expressions in r, a
-    comma-separated string or a list; None: k1, k2, k3).  Bad input raises UsageError."""
+    comma-separated string or a list; None: k1, k2, k3).  Gradient rows beside the built-in
+    ones: ``gradients``, catalog entries (names, or "all") in their library's on-policy modes
+    (``ENTRY:loss``, ``ENTRY:reward``); ``term``, a user's torch term ``FILE.py:FUNC`` used
+    as ``usage`` ("loss" or "reward"), its parameters bound as in ``term_gradients``
+    (``options``, ``binds``), run isolated under ``timeout`` seconds (row ``FUNC:USAGE``).
+    Bad input raises UsageError."""
     if p_logits is None or q_logits is None:
         raise UsageError("sequences needs both p_logits and q_logits")
     p_table, q_table = load_table(p_logits, "p_logits"), load_table(q_logits, "q_logits")
@@ -213,9 +300,17 @@ def sequences(estimators=None, p_logits=None, q_logits=None) -> SequencesResult:
     for estimator in chosen:
         function, expressions[estimator.name] = _token_function(estimator)
         functions.append(function)
+    terms, descriptions = _catalog_terms(gradients, length) if gradients is not None else ([], {})
+    term_notes, output = (), ""
+    if term is not None:
+        coefficients, term_notes, output = _torch_term(term, p_table, q_table, usage, options, binds, timeout)
+        terms.append(coefficients)
+        descriptions[coefficients.name] = (f"the torch term {term} as a "
+                                           + ("loss, autograd through logp" if usage == "loss"
+                                              else "REINFORCE reward (its values summed over the sequence)"))
     from verify.layers.gradients.sequence_models import sequence_model
 
-    result = sequence_model(p_table, q_table, functions)
+    result = sequence_model(p_table, q_table, functions, terms)
 
     return SequencesResult(
         vocabulary=result.vocabulary, length=result.length, sequences=result.sequences,
@@ -223,4 +318,5 @@ def sequences(estimators=None, p_logits=None, q_logits=None) -> SequencesResult:
         estimators={name: _flat(record, _MOMENT_KEYS) for name, record in result.estimators.items()},
         control_variate=_flat(result.control_variate, _CONTROL_KEYS),
         gradients={name: _flat(record, _GRADIENT_KEYS) for name, record in result.gradients.items()},
-        expressions=expressions, undecided=dict(result.undecided), notes=tuple(result.notes))
+        expressions=expressions, undecided=dict(result.undecided), notes=tuple(result.notes) + tuple(term_notes),
+        descriptions={**BUILT_IN_TERMS, **descriptions}, output=output)

@@ -1,12 +1,12 @@
-"""`verify sequences [ESTIMATOR,...] --p-logits P.npy --q-logits Q.npy [--json]`: exact
-sequence-level KLs, Monte Carlo and Rao-Blackwellised moments, the control variate and the
-gradients of per-token losses of a tabular autoregressive pair, every value with its bound."""
+"""`verify sequences [ESTIMATOR,...] --p-logits P.npy --q-logits Q.npy [--gradients ENTRY,...]
+[--term FILE.py:FUNC [--usage loss|reward]] [--json]`: exact sequence-level KLs, Monte Carlo
+and Rao-Blackwellised moments, the control variate and the sequence gradients of per-token
+losses, catalog entries and a torch term of a tabular autoregressive pair, every value
+with its bound."""
 from __future__ import annotations
 
 import json
-
-_TERMS = {"k1_loss": "sum_t k1_t as a loss", "k2_loss": "sum_t k2_t as a loss", "k3_loss": "sum_t k3_t as a loss",
-          "k1_reward": "sum_t k1_t as a REINFORCE reward"}
+import sys
 
 
 def add_parser(subparsers):
@@ -20,6 +20,20 @@ def add_parser(subparsers):
                         help="estimators separated by commas (default: k1,k2,k3)")
     parser.add_argument("--p-logits", required=True, help="the reference model p's logits table (.npy)")
     parser.add_argument("--q-logits", required=True, help="the sampling policy q's logits table (.npy)")
+    parser.add_argument("--gradients", metavar="ENTRY,...",
+                        help="catalog entries (or all) whose library usage adds gradient rows ENTRY:loss, "
+                             "ENTRY:reward (on-policy)")
+    parser.add_argument("--term", metavar="FILE.py:FUNC",
+                        help="a torch term FUNC(logp, ref_logp, old_logp) called on every sequence (batch = "
+                             "sequences, as in training): its gradient row FUNC:USAGE")
+    parser.add_argument("--usage", choices=("loss", "reward"), default="loss",
+                        help="--term as a loss (autograd through logp, default) or a REINFORCE reward")
+    parser.add_argument("--option", action="append", metavar="NAME=VALUE",
+                        help="--term: a keyword argument of FUNC (a Python literal, else text), repeatable")
+    parser.add_argument("--bind", action="append", metavar="PARAM=ROLE",
+                        help="--term: the role of FUNC's parameter PARAM (logp, ref_logp, old_logp, mask), repeatable")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="--term: wall-clock limit in seconds on the user's code (default 600)")
     parser.add_argument("--json", action="store_true", help="print the JSON document")
     parser.set_defaults(run=run)
 
@@ -34,9 +48,19 @@ def _value(record, key):
 
 
 def run(args) -> int:
+    from verify.api.inputs import parse_assignments
     from verify.api.sequences import sequences
+    from verify.cli.text import output_note
+    from verify.errors import UsageError
 
-    result = sequences(args.estimator, p_logits=args.p_logits, q_logits=args.q_logits)
+    if args.term is None and (args.option or args.bind or args.timeout is not None or args.usage != "loss"):
+        raise UsageError("--usage, --option, --bind and --timeout go with --term FILE.py:FUNC")
+    result = sequences(args.estimator, p_logits=args.p_logits, q_logits=args.q_logits, gradients=args.gradients,
+                       term=args.term, usage=args.usage, options=parse_assignments(args.option, "--option", literal=True),
+                       binds=parse_assignments(args.bind, "--bind", literal=False), timeout=args.timeout)
+    note = output_note(result.output)
+    if note:
+        print(note, file=sys.stderr)
     data = result.as_json()
     if args.json:
         print(json.dumps(result.to_json()))
@@ -55,7 +79,7 @@ def run(args) -> int:
               ("optimal_lambda", "variance_at_optimal", "variance_k1", "variance_k3")]
     lines += ["", "expected gradient wrt q's logits vs grad KL(q||p) of the sequence:"]
     for name, record in data["gradients"].items():
-        lines.append(f"  {name:<10} ({_TERMS.get(name, name)}): cosine {_value(record, 'cosine_to_grad_kl_qp')}, "
+        lines.append(f"  {name:<10} ({record['description']}): cosine {_value(record, 'cosine_to_grad_kl_qp')}, "
                      f"relative error {_value(record, 'relative_error')}")
     lines += [f"note: {note}" for note in data["notes"]]
     lines += [f"undecided: {block}: {reason}" for block, reason in data["undecided"].items()]

@@ -67,7 +67,8 @@ def sequences_page(results) -> str:
     for sweep in sweeps:
         lines.append(f"| {sweep['name']} | {sweep['description']} | {sweep['sequences']:,} | {sweep['seed']} | "
                      f"{', '.join(format_number(s, 3) for s in sweep['spreads'])} |")
-    lines += [""] + _gradient_section(sweeps) + _variance_section(sweeps) + _control_section(sweeps, data)
+    lines += [""] + _gradient_section(sweeps) + _library_section(sweeps) + _variance_section(sweeps)
+    lines += _control_section(sweeps, data)
     lines += _truncation_section(sweeps)
     return "\n".join(lines)
 
@@ -98,6 +99,51 @@ def _gradient_section(sweeps):
             lines.append(f"| {format_number(model['spread'], 3)} | {_bounded(model, 'kl_qp')} | {' | '.join(cells)} |")
         lines.append("")
     return lines
+
+
+def _library_section(sweeps):
+    """Every catalog entry's on-policy modes at sequence level; entries whose cells all
+    agree share a row."""
+    columns = [(sweep, model) for sweep in sweeps for model in sweep["models"]
+               if any(":" in name for name in model["gradients"])]
+    if not columns:
+        return []
+    rows = {}
+    for name in columns[0][1]["gradients"]:
+        if ":" not in name:
+            continue
+        cells = []
+        for _, model in columns:
+            record = model["gradients"].get(name)
+            if record is None:
+                cells.append("n/a")
+                continue
+            cosine = _bounded(record, "cosine_to_grad_kl_qp", 3)
+            cells.append(f"{'zero vector' if cosine == 'n/a' else cosine} / {_bounded(record, 'relative_error', 3)}")
+        rows.setdefault(tuple(cells), []).append(name)
+    description = {name: record.get("description", "") for name, record in columns[0][1]["gradients"].items()}
+    lines = ["## 1b. The library options at sequence level", "",
+             "Each catalog entry in its library's on-policy modes (`kl-verify sequences --gradients ENTRY,...`; "
+             "`--term FILE.py:FUNC` does the same for your own torch code): as a **loss**, the per-token term "
+             "differentiated through log q with the sample fixed (clamps, weights and straight-through tricks as "
+             "the library writes them); as a **reward**, its value detached in REINFORCE with the reward to go; "
+             "TRL's sequence-level weight exp(mean_t log(q_θ/q_old)) puts (1/T) Σ_t k3_t on every position's "
+             "score. Terms are summed over positions (a library that averages over tokens divides the gradient "
+             "by T: the cosine is the same, the relative error is not). Cells: cosine with ∇KL(q‖p) of the "
+             "sequence / relative error; options that agree in every cell share a row.", "",
+             "| entry:mode | how it enters | " + " | ".join(
+                 f"{sweep['name']} spread {format_number(model['spread'], 3)}" for sweep, model in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for cells, names in rows.items():
+        texts = {description.get(name, "") for name in names}
+        how = texts.pop().replace("|", "\\|") if len(texts) == 1 else "different code, the same gradient"
+        lines.append(f"| {', '.join(f'`{n}`' for n in names)} | {how} | {' | '.join(cells)} |")
+    exact = [names for cells, names in rows.items()
+             if all(cell.split(" / ")[1].startswith("0 (") for cell in cells)]
+    if exact:
+        lines += ["", "Exact in every model (relative error 0 within its bound): "
+                  + ", ".join(f"`{n}`" for names in exact for n in names) + "."]
+    return lines + [""]
 
 
 def _ratio(numerator, denominator):

@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["SequenceSweep", "REPORT_SWEEPS", "REPORT_SPREADS", "BENCHMARK_MODEL", "model_tables"]
+__all__ = ["SequenceSweep", "REPORT_SWEEPS", "REPORT_SPREADS", "LIBRARY_SPREADS", "BENCHMARK_MODEL", "model_tables"]
 
 REPORT_SPREADS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+# the spreads (near, far) at which every catalog entry's sequence gradient is reported
+LIBRARY_SPREADS = (0.2, 1.6)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,11 @@ same recursion with the product of the two deviations.  The values, at the root:
   ``k1_reward`` (REINFORCE with the summed k1) C = past k1 + k1(u, v) + KL(q||p | uv).
   The difference from grad KL is computed from the difference of the coefficients (no
   cancellation of two large vectors); norms, dot products by math.fsum.
+  Extra terms: a :class:`UsageTerm` (a catalog entry's library mode, ``sequence_usage``)
+  has C = pathwise(t) + scale (reward(t) + its reward to go, a recursion like M); a
+  :class:`SampledCoefficients` (a torch term on every sequence, ``sequence_term``) gives
+  c_t(y) per sequence, and G[u, v] = S(uv) - q(v|u) sum_w S(uw) with S(uv) the sum of
+  q(y) c_t(y) over the sequences through uv (a bincount over the leaves per depth).
 
 Infinities are decided exactly, from the -inf patterns (``sequence_tree.forward``): a
 q-reachable token with p = 0 makes r = 0 there, so KL(q||p), the k1 sums and A are +inf
@@ -37,8 +42,9 @@ the limit): an infinite limit makes its means that infinity and its variances +i
 of +-inf is reported with variance +inf, as in the exact layer).
 
 Error bounds: every number is a :class:`Ball` (``balls``: rigorous radius per operation,
-numpy's exp/log at a stated 4 ulps doubled); f's values come from the caller with their own
-bounds (the API passes the exact layer's evaluator).  Final scalars (ratios, square roots)
+numpy's exp/log at a stated 4 ulps doubled); f's values and a term's coefficients come
+from the caller with their own bounds (the API evaluates f and the catalog coefficients in
+ball arithmetic, ``ball_expression``; a torch term's bound is the torch path's model).  Final scalars (ratios, square roots)
 are mpmath interval arithmetic.  A value that leaves the float64 range is not a number but
 a finding: its block is reported undecided.  An mpmath per-sequence enumeration is the
 test oracle (tests/test_sequence_models.py), not the bound.
@@ -52,12 +58,13 @@ from typing import Callable
 import mpmath
 import numpy as np
 
-from verify.layers.gradients.balls import Ball, exact
+from verify.core.dtypes import EPS
+from verify.layers.gradients.balls import Ball, _up, exact
 from verify.layers.gradients.sequence_tree import MAX_SEQUENCES, Tree, forward, tree_length
 from verify.errors import UsageError
 
-__all__ = ["Bounded", "TokenFunction", "SequenceModelResult", "sequence_model", "GRADIENT_TERMS",
-           "MAX_SEQUENCES", "SequenceUndecided"]
+__all__ = ["Bounded", "TokenFunction", "UsageTerm", "SampledCoefficients", "SequenceModelResult", "sequence_model",
+           "GRADIENT_TERMS", "MAX_SEQUENCES", "SequenceUndecided"]
 
 GRADIENT_TERMS = ("k1_loss", "k2_loss", "k3_loss", "k1_reward")
 _ZERO = exact(0.0)
@@ -88,6 +95,33 @@ class TokenFunction:
 
 
 @dataclass(frozen=True)
+class UsageTerm:
+    """A per-token term as a library uses it, at sequence level: the sample gradient is
+    sum_t C_t grad log q(y_t | y_<t) with C_t = pathwise(t_t) + reward_scale * (reward(t_t) +
+    sum_{s > t} reward(t_s)) (past rewards drop out of the expectation).  ``pathwise`` and
+    ``reward`` map a Ball of t to a Ball (None: 0): a loss through autograd has a pathwise
+    part, a REINFORCE reward (scale 1) a reward part, a sequence-level weight
+    exp(mean_t log(q_theta/q_old)) both (scale 1/T)."""
+
+    name: str
+    pathwise: Callable | None = None
+    reward: Callable | None = None
+    reward_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class SampledCoefficients:
+    """A term evaluated on every sequence (a user's torch code): the sample gradient is
+    sum_t c_t(y) grad log q(y_t | y_<t); ``mid`` and ``rad`` (V^T, T), sequences in
+    lexicographic order, the bound of each c_t(y); entries of sequences q never
+    samples are ignored."""
+
+    name: str
+    mid: np.ndarray
+    rad: np.ndarray
+
+
+@dataclass(frozen=True)
 class SequenceModelResult:
     vocabulary: int
     length: int
@@ -101,10 +135,11 @@ class SequenceModelResult:
     notes: tuple = ()
 
 
-def sequence_model(p_logits, q_logits, estimators=()) -> SequenceModelResult:
+def sequence_model(p_logits, q_logits, estimators=(), terms=()) -> SequenceModelResult:
     """Everything above for the tables ``p_logits``, ``q_logits`` (float64, shape
     (1 + V + ... + V^(T-1), V), -inf allowed, each row with a finite logit; checked by the
-    API) and the :class:`TokenFunction` s ``estimators``."""
+    API), the :class:`TokenFunction` s ``estimators`` and the extra gradient ``terms``
+    (:class:`UsageTerm`, :class:`SampledCoefficients`; their rows follow the built-in ones)."""
     p_logits = np.ascontiguousarray(p_logits, dtype=np.float64)
     q_logits = np.ascontiguousarray(q_logits, dtype=np.float64)
     rows, vocabulary = q_logits.shape
@@ -114,12 +149,19 @@ def sequence_model(p_logits, q_logits, estimators=()) -> SequenceModelResult:
                          f"{MAX_SEQUENCES} this exact enumeration takes")
     tree = forward(Tree(p_logits, q_logits, vocabulary, length))
     undecided, notes = {}, []
-    main = _main_block(tree)
+    names = list(GRADIENT_TERMS) + [term.name for term in terms]
+    if len(set(names)) != len(names):
+        raise UsageError(f"gradient terms named twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    main = _main_block(tree, terms)
     root = _backward(tree, main)
     kl_qp = Bounded(math.inf) if tree.kl_qp_infinite else _checked(root["MA"], "kl_qp", undecided)
     kl_pq = Bounded(math.inf) if tree.kl_pq_infinite else _checked(root["Y"], "kl_pq", undecided)
     control = _control_variate(tree, root, undecided, notes)
-    gradients = _gradients(tree, main.totals, undecided, notes)
+    undecided.update(main.failed)
+    gradients = _gradients(tree, main.totals, [n for n in names if n not in main.failed], undecided, notes)
+    gradients = {name: gradients.get(name, {key: Bounded(None, None) for key in ("cosine_to_grad_kl_qp",
+                                                                                   "relative_error")})
+                 for name in names}
     moments = {}
     for function in estimators:
         try:
@@ -170,11 +212,17 @@ def _moments_step(q, x, mask, below_mean, below_var):
     return total, mean, var
 
 
-def _main_block(tree: Tree):
+def _main_block(tree: Tree, terms=()):
     """KL(p||q), the control variate's A and B (A's mean is KL(q||p)), and the gradient
     sums, accumulated in ``block.totals`` as the recursion passes each row."""
-    totals = {}
+    totals, failed, sums = {}, {}, {}
     skip_q = tree.kl_qp_infinite
+    for term in terms if not skip_q else ():
+        if isinstance(term, SampledCoefficients):
+            try:
+                sums[term.name] = _sampled_sums(tree, term)
+            except SequenceUndecided as error:
+                failed[term.name] = str(error)
 
     def block(tokens, children, depth, a, b):
         out = {}
@@ -192,22 +240,22 @@ def _main_block(tree: Tree):
                                                       _child(children, "SB"))
         deviations = (total_a - out["MA"][:, None]) * (total_b - out["MB"][:, None])
         out["C"] = (tokens.q * (_child(children, "C") + deviations)).where(live).sum()
-        _gradient_sums(tree, tokens, children, depth, a, b, k1, excess, total_a, totals)
+        kl = _gradient_sums(tree, tokens, children, depth, a, b, k1, excess, total_a, totals)
+        for term in terms:
+            if term.name not in failed:
+                try:
+                    _term_sums(tree, term, sums.get(term.name), tokens, children, depth, a, b, kl, totals, out)
+                except SequenceUndecided as error:   # this term only: the others go on
+                    failed[term.name] = str(error)
         return out
 
-    block.totals = totals
+    block.totals, block.failed = totals, failed
     return block
 
 
 def _gradient_sums(tree, tokens, children, depth, a, b, k1, excess, kl_coefficient, totals):
     """Add this chunk's squares and products of the expected gradients to ``totals``."""
-    live, q = tokens.live, tokens.q
-    weight = (tree.prefix_q[depth][a:b][:, None] * q).where(live)   # q(u) q(v|u)
-
-    def gradient(coefficient):
-        coefficient = coefficient.where(live)
-        centred = (coefficient - (q * coefficient).sum()[:, None]).where(live)
-        return weight * centred
+    gradient = _expected_gradient(tree, tokens, depth, a, b)
 
     future = _child(children, "MA")
     kl = gradient(kl_coefficient)   # k1 + KL to go
@@ -221,6 +269,86 @@ def _gradient_sums(tree, tokens, children, depth, a, b, k1, excess, kl_coefficie
         _add(totals, name + ":norm", term.square())
         _add(totals, name + ":dot", term * kl)
         _add(totals, name + ":diff", gradient(difference).square())
+    return kl
+
+
+def _expected_gradient(tree, tokens, depth, a, b):
+    """coefficient (n, V) -> the rows' expected gradient q(u) q(v|u) (C(u, v) - sum_w q(w|u) C(u, w))."""
+    live, q = tokens.live, tokens.q
+    weight = (tree.prefix_q[depth][a:b][:, None] * q).where(live)   # q(u) q(v|u)
+
+    def gradient(coefficient):
+        coefficient = coefficient.where(live)
+        centred = (coefficient - (q * coefficient).sum()[:, None]).where(live)
+        return weight * centred
+
+    return gradient
+
+
+def _term_sums(tree, term, sums, tokens, children, depth, a, b, kl, totals, out):
+    """A term's expected gradient on this chunk, and its squares and products with the KL's."""
+    live = tokens.live
+    if isinstance(term, SampledCoefficients):
+        # S(uv) = sum over the sequences through uv of q(y) c_t(y): G = S(uv) - q(v|u) sum_w S(uw)
+        here = sums[depth][a * tree.vocabulary:b * tree.vocabulary].reshape(b - a, tree.vocabulary).where(live)
+        term_gradient = (here - tokens.q * here.sum()[:, None]).where(live)
+    else:
+        coefficient = _ZERO
+        if term.pathwise is not None:
+            coefficient = coefficient + _token_ball(term.pathwise, tokens.t, live, term.name)
+        if term.reward is not None:
+            rewards = _token_ball(term.reward, tokens.t, live, term.name)
+            to_go = (rewards + _child(children, "R:" + term.name)).where(live)
+            out["R:" + term.name] = (tokens.q * to_go).where(live).sum()
+            coefficient = coefficient + to_go * term.reward_scale
+        term_gradient = _expected_gradient(tree, tokens, depth, a, b)(coefficient)
+    _add(totals, term.name + ":norm", term_gradient.square())
+    _add(totals, term.name + ":dot", term_gradient * kl)
+    _add(totals, term.name + ":diff", (term_gradient - kl).square())
+
+
+def _token_ball(function, t: Ball, live, name) -> Ball:
+    """``function`` (Ball -> Ball) at the live tokens (exact 0 elsewhere); a value without a
+    finite bound there is a SequenceUndecided."""
+    mid, rad = np.zeros(t.mid.shape), np.zeros(t.mid.shape)
+    if np.any(live):
+        values = function(t[live])
+        if not (np.all(np.isfinite(values.mid)) and np.all(np.isfinite(values.rad))):
+            raise SequenceUndecided(f"{name}: a coefficient leaves the float64 range (or has no finite bound)")
+        mid[live], rad[live] = values.mid, values.rad
+    return Ball(mid, rad)
+
+
+def _sampled_sums(tree: Tree, term: SampledCoefficients) -> list:
+    """Per depth d, the Ball (V^(d+1),) of S(uv) = sum over the sequences y through the
+    prefix uv (|uv| = d + 1) of q(y) c_d(y), by bincount over the leaves.  A bin sums
+    n = V^(T-d-1) products in some order: the bound is that of :meth:`Ball.sum`."""
+    V, T = tree.vocabulary, tree.length
+    leaf_q = Ball(np.empty(tree.sequences), np.empty(tree.sequences))
+    sampled = np.empty(tree.sequences, dtype=bool)   # q(y) > 0, from the -inf patterns
+    for a, b in tree.chunks(T - 1):
+        tokens = tree.tokens(T - 1, a, b)
+        ball = (tree.prefix_q[T - 1][a:b][:, None] * tokens.q).where(tokens.live)
+        leaf_q.mid[a * V:b * V], leaf_q.rad[a * V:b * V] = ball.mid.ravel(), ball.rad.ravel()
+        sampled[a * V:b * V] = tokens.live.ravel()
+    if not (np.all(np.isfinite(term.mid[sampled])) and np.all(np.isfinite(term.rad[sampled]))):
+        sequence, position = (int(i) for i in np.argwhere(~(np.isfinite(term.mid) & np.isfinite(term.rad))
+                                                        & sampled[:, None])[0])
+        raise SequenceUndecided(f"{term.name}: the gradient at sequence {sequence}, position {position} is not "
+                                "finite (or has no finite bound)")
+    sums = []
+    index = np.arange(tree.sequences)
+    for depth in range(T):
+        per_bin = V ** (T - depth - 1)
+        c = Ball(np.where(sampled, term.mid[:, depth], 0.0), np.where(sampled, term.rad[:, depth], 0.0))
+        product = (leaf_q * c).where(sampled)
+        bins = index // per_bin
+        size = V ** (depth + 1)
+        mid = np.bincount(bins, weights=product.mid, minlength=size)
+        rad = (np.bincount(bins, weights=product.rad, minlength=size)
+               + per_bin * EPS * np.bincount(bins, weights=np.abs(product.mid), minlength=size))
+        sums.append(Ball(mid, _up(rad, terms=per_bin + 2)))
+    return sums
 
 
 def _add(totals, key, ball):
@@ -380,34 +508,51 @@ def _control_variate(tree, root, undecided, notes) -> dict:
                 "variance_k1": variance_k1, "variance_k3": variance_k3}
 
 
-def _gradients(tree, totals, undecided, notes) -> dict:
+def _gradients(tree, totals, names, undecided, notes) -> dict:
+    """Cosine and relative error of each term against grad KL(q||p); ``names`` starts with
+    the built-in terms (k1_loss first).  A term whose sums left float64 is undecided alone."""
     none = {"cosine_to_grad_kl_qp": Bounded(None, None), "relative_error": Bounded(None, None)}
     if tree.kl_qp_infinite:
         notes.append("KL(q||p) is infinite (q samples a token where p = 0): its gradient is undefined, so the "
                      "gradients are not compared")
-        return {name: dict(none) for name in GRADIENT_TERMS}
-    if not all(np.isfinite(b.mid) and np.isfinite(b.rad) for b in totals.values()):
-        undecided["gradients"] = "a gradient leaves the float64 range"
-        return {name: dict(none) for name in GRADIENT_TERMS}
+        return {name: dict(none) for name in names}
+
+    def finite(name):
+        return all(np.isfinite(b.mid) and np.isfinite(b.rad) for key, b in totals.items()
+                   if key == name or key.startswith(name + ":"))
+
+    if not finite("kl"):
+        undecided["gradients"] = "grad KL(q||p) leaves the float64 range"
+        return {name: dict(none) for name in names}
     out = {}
+    for name in names[1:]:
+        if not finite(name):
+            undecided[name] = f"{name}: its gradient leaves the float64 range"
+            out[name] = dict(none)
     with _precision():
         norm_kl = _interval(totals["kl"])
         norm_kl = _nonnegative_interval(norm_kl)
         if _lower(norm_kl) <= 0:
             notes.append("grad KL(q||p) is not bounded away from 0: cosines and relative errors are undefined")
-            return {name: dict(none) for name in GRADIENT_TERMS}
+            return {name: dict(none) for name in names}
         # k1 as a loss: its score coefficient is the constant 1, and sum_v q(v) ([v = y] - q(v)) = 0
         # exactly, so its expected gradient is exactly the zero vector
         notes.append("k1_loss: the expected gradient is exactly the zero vector (the score has mean 0 under q), "
                      "so its cosine is undefined and its relative error is 1")
         out["k1_loss"] = {"cosine_to_grad_kl_qp": Bounded(None, None), "relative_error": Bounded(1.0, 0.0)}
-        for name in GRADIENT_TERMS[1:]:
+        for name in names[1:]:
+            if name in out:
+                continue
             norm = _interval(totals[name + ":norm"])
             norm = _nonnegative_interval(norm)
             dot, diff = _interval(totals[name + ":dot"]), _interval(totals[name + ":diff"])
             diff = _nonnegative_interval(diff)
             relative = _from_interval(mpmath.iv.sqrt(diff / norm_kl), lower=0)
-            cosine = (Bounded(None, None) if _lower(norm) <= 0
-                      else _from_interval(dot / mpmath.iv.sqrt(norm * norm_kl), lower=-1, upper=1))
+            if _lower(norm) <= 0:
+                cosine = Bounded(None, None)
+                notes.append(f"{name}: the expected gradient is not bounded away from the zero vector, so its "
+                             "cosine is undefined")
+            else:
+                cosine = _from_interval(dot / mpmath.iv.sqrt(norm * norm_kl), lower=-1, upper=1)
             out[name] = {"cosine_to_grad_kl_qp": cosine, "relative_error": relative}
-    return {name: out[name] for name in GRADIENT_TERMS}
+    return {name: out[name] for name in names}

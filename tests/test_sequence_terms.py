@@ -293,3 +293,85 @@ def test_ball_expression_bounds_hold_at_kinks_and_beyond():
                     for side in (-1, 0, 1):
                         value = exact(mpmath.mpf(t) + side * mpmath.mpf(r))
                         assert abs(value - mpmath.mpf(mid)) <= rad, (entry.name, mode.name, t, side)
+
+
+# --------------------------------------------- found by a red-team review (each failed before its fix)
+
+def _encloses(expr, mid, rad, points=(-1, 0, 1), dps=60):
+    import mpmath
+    import sympy as sp
+
+    from verify.layers.gradients.ball_expression import compile_ball, evaluate_ball
+    from verify.layers.gradients.balls import Ball
+    from verify.layers.gradients.symbols import LOG_RATIO
+
+    ball = evaluate_ball(compile_ball(expr), Ball(np.array([mid]), np.array([rad])))
+    exact = sp.lambdify(LOG_RATIO, expr, "mpmath")
+    with mpmath.workdps(dps):
+        worst = max(abs(exact(mpmath.mpf(mid) + side * mpmath.mpf(rad)) - mpmath.mpf(float(ball.mid[0])))
+                    for side in points)
+    return worst <= ball.rad[0], float(ball.rad[0]), float(worst)
+
+
+def test_a_reciprocal_of_a_huge_ball_keeps_its_radius():
+    """1/x for |x| > 1e154: r / (|x| gap) overflowed to inf in the denominator and the radius vanished."""
+    import sympy as sp
+
+    from verify.layers.gradients.symbols import LOG_RATIO as t
+
+    assert _encloses(sp.exp(699) / (sp.exp(t) + 1), 700.0, 1e-10)[0]
+    assert _encloses(1 / (t * (sp.exp(t) - 1)), 700.0, 1.54e-13)[0]
+
+
+def test_exp_of_a_ball_that_underflows_keeps_its_radius():
+    """exp(x) with exp(mid) rounded to 0 or a subnormal: the input's radius still counts."""
+    import sympy as sp
+    from sympy.codegen.cfunctions import expm1
+
+    from verify.layers.gradients.symbols import LOG_RATIO as t
+
+    assert _encloses(sp.exp(t), -760.0, 20.0)[0]
+    assert _encloses(sp.exp(40 * t), -19.0, 0.5)[0]
+    assert _encloses(expm1(t), -760.0, 20.0)[0]
+
+
+def test_nodes_the_ball_evaluator_cannot_bound_are_refused_when_compiled():
+    import sympy as sp
+
+    from verify.layers.gradients.ball_expression import Unsupported, compile_ball
+    from verify.layers.gradients.symbols import LOG_RATIO as t
+
+    for expr in (sp.I * t, sp.EulerGamma * t, sp.GoldenRatio + t, sp.Piecewise((t, sp.Xor(t > 0, t > 1)), (0, True)),
+                 sp.sin(t), t ** sp.Rational(1, 3)):
+        with pytest.raises(Unsupported):
+            compile_ball(expr)
+
+
+MIXERS = '''
+import torch
+def first_row(logp, ref_logp):
+    d = logp - ref_logp
+    return d * torch.exp(d[0:1, :1].detach())
+def global_max(logp, ref_logp):
+    d = logp - ref_logp
+    return d - d.max().detach()
+'''
+
+
+@pytest.mark.parametrize("name", ["first_row", "global_max"])
+def test_terms_that_read_other_rows_are_refused(tmp_path, capsys, name):
+    """The batch probe changed only odd rows, by a small shuffle: a term reading row 0, or the
+    batch's max, passed as per-sequence.  Both parities, moved far up and down, find them."""
+    path = tmp_path / "mixers.py"
+    path.write_text(MIXERS)
+    p, q = MODELS["near"]
+    with pytest.raises(UsageError, match="mixes batch rows"):
+        sequences(None, p_logits=p, q_logits=q, term=f"{path}:{name}")
+
+
+def test_an_expression_sympy_cannot_build_is_one_line(capsys):
+    """Min of a complex log: sympy raised ValueError out of the parser (a traceback)."""
+    code = main(["check", "Min(r, log(-1))"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad expression" in err

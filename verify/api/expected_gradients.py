@@ -121,17 +121,9 @@ def gradients(target, modes: Sequence[str] | None = None, *, cross_check: bool =
 def _given(layer, estimator, names, policy, reference, old):
     """(pairs, mode names, notes) for given logits: checked like the torch path's, and
     without ``old`` the off-policy modes left out (with a note)."""
-    from verify.layers.gradients.autograd import check_logits
+    from verify.layers.gradients.autograd import check_given_logits
 
-    if policy is None or reference is None:
-        raise UsageError("give both policy and reference logits (or neither, for the built-in pairs)")
-    policy, reference = check_logits(policy, "policy"), check_logits(reference, "reference")
-    if policy.shape != reference.shape:
-        raise UsageError(f"policy {policy.shape} and reference {reference.shape} logits differ in shape")
-    if old is not None:
-        old = check_logits(old, "old")
-        if old.shape != policy.shape:
-            raise UsageError(f"old {old.shape} and policy {policy.shape} logits differ in shape")
+    policy, reference, old = check_given_logits(policy, reference, old)
     pairs = layer.given_pairs(policy, reference, old)
     if old is not None:
         return pairs, names, ()

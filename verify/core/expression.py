@@ -179,6 +179,8 @@ def parse_with_domain(text: str):
         expr = builder.build(tree.body)
     except RecursionError:
         _fail("nested too deeply")
+    except (ValueError, TypeError, ArithmeticError) as error:  # sympy refusing a node: Min of a complex log
+        _fail(f"cannot be built ({type(error).__name__}: {str(error)[:120]})")
     if not expr.free_symbols <= {RATIO}:
         _fail("the only variable allowed is r")
     if expr.has(sp.I) or any(not n.is_real for n in expr.atoms(sp.Number)) or expr.is_real is False:

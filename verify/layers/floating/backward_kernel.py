@@ -2,7 +2,8 @@
 
 Per pair of one row, in registers: the float64 enclosure of g' at t = logp - logq by the
 derivative's tape (``kernel._enclose_tape``: the very steps of ``IntervalFunction``),
-intersected near t = 0 with the Taylor model of g' (the steps of ``vectorised._enclose``),
+intersected near t = 0 with the Taylor model of g' (``kernel._taylor_tightened``, the
+value kernel's own),
 negated into the enclosure [low, high] of the exact gradient; then the quick test of
 ``backward_sweep.decide`` that passes both claims (a finite gradient, every exact gradient
 of the enclosure in range, within the tighter tolerance, of a sure sign).  The pairs it
@@ -37,7 +38,6 @@ def gradient_rows(value, values, logq, inexact, codes, constants, has_taylor, ta
     lo = np.empty(codes.shape[0])
     hi = np.empty(codes.shape[0])
     grow, margin = 1 + 2.0 ** -48, 2.0 ** -1000
-    order = centers.shape[0]
     scratch = np.empty(1)
     scratch_bits = scratch.view(np.int64)
     count = 0
@@ -50,26 +50,8 @@ def gradient_rows(value, values, logq, inexact, codes, constants, has_taylor, ta
             t_low = t_high = t
         low, high = kernel._enclose_tape(t_low, t_high, codes, constants, lo, hi)
         if has_taylor and abs(t) <= taylor_limit:
-            if not (high - low <= abs(low + high) * 2.0 ** -44):  # loose (or NaN)
-                error = abs(t) * 2.0 ** -52 + 2.0 ** -1000 if inexact else 0.0
-                horner = centers[order - 1] * t + centers[order - 2]
-                for c in range(order - 3, -1, -1):
-                    horner = horner * t + centers[c]
-                magnitude_t = abs(t)
-                reach = magnitude_t * (1 + 2.0 ** -50) + error
-                slope = 1.0
-                for _ in range(slope_power):
-                    slope = slope * reach
-                power = 1.0
-                for _ in range(leading):
-                    power = power * magnitude_t
-                spread = (bound * power * (1 + 2.0 ** -40) + slope_scale * slope * error * (1 + 2.0 ** -40)
-                          + absolute)
-                taylor_low, taylor_high = horner - spread, horner + spread
-                if low != low or taylor_low > low:
-                    low = taylor_low
-                if high != high or taylor_high < high:
-                    high = taylor_high
+            low, high = kernel._taylor_tightened(t, low, high, inexact, centers, leading, slope_power, bound,
+                                                 slope_scale, absolute)
         x_low, x_high = -high, -low
         low_out[j], high_out[j] = x_low, x_high
         v = value[j]

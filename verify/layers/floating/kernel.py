@@ -30,7 +30,7 @@ _KERNEL = None  # the compiled interpreting classify_rows, False when there is n
 
 def load_numba():
     """numba, with the helpers every kernel inlines wrapped for it, or None (once)."""
-    global _NUMBA, _nan_min, _nan_max, _widen_down, _widen_up, _enclose_tape
+    global _NUMBA, _nan_min, _nan_max, _widen_down, _widen_up, _enclose_tape, _taylor_tightened
     if _NUMBA is None:
         _NUMBA = False
         try:
@@ -41,6 +41,7 @@ def load_numba():
         _nan_min, _nan_max = jit(_nan_min), jit(_nan_max)
         _widen_down, _widen_up = jit(_widen_down), jit(_widen_up)
         _enclose_tape = jit(_enclose_tape)
+        _taylor_tightened = jit(_taylor_tightened)
         _NUMBA = numba
     return _NUMBA or None
 
@@ -107,6 +108,35 @@ def _widen_down(x, ulps):  # interval._down
 
 def _widen_up(x, ulps):  # interval._up
     return x + (abs(x) * (ulps * EPS) + ulps * TINY)
+
+
+def _taylor_tightened(t, low, high, inexact, centers, leading, slope_power, bound, slope_scale, absolute):
+    """[low, high] intersected with the Taylor model at t (|t| within its radius), where the
+    tape's enclosure is loose (or NaN): ``vectorised._enclose``'s Horner steps and bound,
+    np.fmax / np.fmin of the ends (the tighter, NaN skipped).  One copy for the value and
+    the backward kernels (both inline it)."""
+    if high - low <= abs(low + high) * 2.0 ** -44:
+        return low, high
+    order = centers.shape[0]
+    error = abs(t) * 2.0 ** -52 + 2.0 ** -1000 if inexact else 0.0
+    horner = centers[order - 1] * t + centers[order - 2]
+    for c in range(order - 3, -1, -1):
+        horner = horner * t + centers[c]
+    magnitude_t = abs(t)
+    reach = magnitude_t * (1 + 2.0 ** -50) + error
+    slope = 1.0
+    for _ in range(slope_power):
+        slope = slope * reach
+    power = 1.0
+    for _ in range(leading):
+        power = power * magnitude_t
+    spread = bound * power * (1 + 2.0 ** -40) + slope_scale * slope * error * (1 + 2.0 ** -40) + absolute
+    taylor_low, taylor_high = horner - spread, horner + spread
+    if low != low or taylor_low > low:
+        low = taylor_low
+    if high != high or taylor_high < high:
+        high = taylor_high
+    return low, high
 
 
 def _enclose_tape(t_lo, t_hi, codes, constants, lo, hi):
@@ -202,7 +232,6 @@ def classify_rows(value, values, start, stop, inexact, codes, constants, has_tay
     lo = np.empty(codes.shape[0])
     hi = np.empty(codes.shape[0])
     grow, margin = 1 + 2.0 ** -48, 2.0 ** -1000
-    order = centers.shape[0]
     count = inaccurate_count = negative_count = candidate_count = 0
     # spacing_at's power of two, read from the exponent bits through a one-element view
     scratch = np.empty(1)
@@ -220,27 +249,8 @@ def classify_rows(value, values, start, stop, inexact, codes, constants, has_tay
                 t_low = t_high = t
             low, high = _enclose_tape(t_low, t_high, codes, constants, lo, hi)
             if has_taylor and abs(t) <= taylor_limit:
-                if not (high - low <= abs(low + high) * 2.0 ** -44):  # loose (or NaN)
-                    error = abs(t) * 2.0 ** -52 + 2.0 ** -1000 if inexact else 0.0
-                    horner = centers[order - 1] * t + centers[order - 2]
-                    for c in range(order - 3, -1, -1):
-                        horner = horner * t + centers[c]
-                    magnitude_t = abs(t)
-                    reach = magnitude_t * (1 + 2.0 ** -50) + error
-                    slope = 1.0
-                    for _ in range(slope_power):
-                        slope = slope * reach
-                    power = 1.0
-                    for _ in range(leading):
-                        power = power * magnitude_t
-                    spread = (bound * power * (1 + 2.0 ** -40) + slope_scale * slope * error * (1 + 2.0 ** -40)
-                              + absolute)
-                    # np.fmax / np.fmin: the tighter ends, NaN skipped
-                    taylor_low, taylor_high = horner - spread, horner + spread
-                    if low != low or taylor_low > low:
-                        low = taylor_low
-                    if high != high or taylor_high < high:
-                        high = taylor_high
+                low, high = _taylor_tightened(t, low, high, inexact, centers, leading, slope_power, bound,
+                                              slope_scale, absolute)
             v = value[k]
             if nonnegative_claimed:
                 # keep_examples's fp_nonnegative test: a failure unless v >= 0 (NaN fails);

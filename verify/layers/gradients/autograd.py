@@ -65,7 +65,7 @@ from verify.layers.gradients.verdicts import classify_gradient, round_significan
 
 __all__ = [
     "USAGES", "TERM_MODES", "TermGradient", "TermGradientReport", "gradient_of_term",
-    "reference_gradients", "term_from_estimator", "check_logits", "TERM_ULPS",
+    "reference_gradients", "term_from_estimator", "check_logits", "check_given_logits", "TERM_ULPS",
     "PRECISION_SAFETY", "FALLBACK_REL",
 ]
 
@@ -164,6 +164,21 @@ def check_logits(array, what: str) -> np.ndarray:
     if np.any(np.ptp(array, axis=1) > 700):
         raise UsageError(f"{what}: logits span more than 700 nats: probabilities below 1e-304 are not supported")
     return np.ascontiguousarray(array)
+
+
+def check_given_logits(policy, reference, old=None):
+    """(policy, reference, old) checked by :func:`check_logits`, of one shape (old may be
+    None); a UsageError naming the first that is not."""
+    if policy is None or reference is None:
+        raise UsageError("give both policy and reference logits (or neither, for the built-in pairs)")
+    policy, reference = check_logits(policy, "policy"), check_logits(reference, "reference")
+    if policy.shape != reference.shape:
+        raise UsageError(f"policy {policy.shape} and reference {reference.shape} logits differ in shape")
+    if old is not None:
+        old = check_logits(old, "old")
+        if old.shape != policy.shape:
+            raise UsageError(f"old {old.shape} and policy {policy.shape} logits differ in shape")
+    return policy, reference, old
 
 
 def term_from_estimator(estimator):
@@ -442,17 +457,8 @@ def gradient_of_term(func, *, usage: str = "loss", policy=None, reference=None, 
         jobs = [(pair.regime, np.array([pair.theta]), np.array([pair.p]), np.array([pair.theta_old]))
                 for pair in PAIRS if pair.family == "softmax"]
     else:
-        if policy is None or reference is None:
-            raise UsageError("give both policy and reference logits (or neither, for the built-in pairs)")
-        policy = check_logits(policy, "policy")
-        reference = check_logits(reference, "reference")
-        if policy.shape != reference.shape:
-            raise UsageError(f"policy {policy.shape} and reference {reference.shape} logits differ in shape")
-        if old is not None:
-            old = check_logits(old, "old")
-            if old.shape != policy.shape:
-                raise UsageError(f"old {old.shape} and policy {policy.shape} logits differ in shape")
-        elif "loss_offpolicy" in modes:
+        policy, reference, old = check_given_logits(policy, reference, old)
+        if old is None and "loss_offpolicy" in modes:
             modes = tuple(m for m in modes if m != "loss_offpolicy")
             notes.append("no old policy given: loss_offpolicy not computed")
         jobs = [("given", policy, reference, old)]

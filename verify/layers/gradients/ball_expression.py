@@ -18,6 +18,7 @@ import math
 import numpy as np
 import sympy as sp
 from sympy.core.relational import Relational
+from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, ITE, Not, Or
 
 from verify.core.dtypes import EPS
@@ -38,14 +39,21 @@ def compile_ball(expr) -> sp.Expr:
     from sympy.codegen.rewriting import expm1_opt, log1p_opt, optimize
 
     expr = optimize(sp.sympify(expr), [expm1_opt, log1p_opt])
+    allowed = (sp.Add, sp.Mul, sp.Pow, sp.exp, sp.log, sp.Abs, sp.Min, sp.Max, sp.Piecewise, ExprCondPair,
+               expm1, log1p, Relational, And, Or, Not, ITE, BooleanTrue, BooleanFalse)
     for node in sp.preorder_traversal(expr):
-        if isinstance(node, sp.Symbol) and node != LOG_RATIO:
-            raise Unsupported(f"free symbol {node}")
+        if node == LOG_RATIO or node in (sp.E, sp.pi):
+            continue
+        if node.is_Number:
+            if not (node.is_Rational or node.is_Float) or not math.isfinite(float(node)):
+                raise Unsupported(f"constant {node}")
+            continue
+        if not isinstance(node, allowed):
+            raise Unsupported(f"{type(node).__name__} {node}")
         if isinstance(node, sp.Pow) and not (node.exp.is_Integer or node.base == sp.E):
             raise Unsupported(f"power {node}")
-        if isinstance(node, sp.Function) and not isinstance(node, (sp.exp, sp.log, sp.Abs, sp.Piecewise,
-                                                                     expm1, log1p)):
-            raise Unsupported(f"function {node.func}")
+        if isinstance(node, Relational) and node.rel_op not in (">=", ">", "<=", "<", "==", "!="):
+            raise Unsupported(f"relation {node.rel_op}")
     return expr
 
 
@@ -66,7 +74,9 @@ def _reciprocal(x: Ball) -> Ball:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         z = 1.0 / x.mid
         gap = (np.abs(x.mid) - x.rad) * (1 - 2 * EPS)
-        spread = np.where(gap > 0, x.rad / (np.abs(x.mid) * gap), np.inf)
+        # (r / |x|) / gap, not r / (|x| gap): that product overflows for |x| > 1e154 and
+        # the radius would vanish
+        spread = np.where(gap > 0, (x.rad / np.abs(x.mid)) * (1 + 2 * EPS) / gap, np.inf)
     return Ball(z, _up(spread + EPS * np.abs(z) + TINY))
 
 

@@ -86,16 +86,18 @@ class Ball:
         return Ball(z, _up(2 * np.abs(self.mid) * self.rad + self.rad * self.rad + EPS * z + TINY))
 
     def exp(self):
-        """exp(x); the radius covers the input's radius and numpy's exp (LIBM_REL)."""
+        """exp(x); the radius covers the input's radius and numpy's exp (LIBM_REL).  The
+        input's part is exp(x) expm1(r) with exp(x) bounded above by z (1 + 2 LIBM_REL) +
+        8 TINY: so it holds where z underflows too."""
         z = np.exp(self.mid)
         growth = np.expm1(self.rad) * (1 + LIBM_REL)
-        return Ball(z, _up(z * (1 + 2 * LIBM_REL) * growth + LIBM_REL * z + 8 * TINY))
+        return Ball(z, _up((z * (1 + 2 * LIBM_REL) + 8 * TINY) * growth + LIBM_REL * z + 8 * TINY))
 
     def expm1(self):
         """exp(x) - 1 without cancellation near 0: the derivative is exp(X) <= exp(x + r)."""
         z = np.expm1(self.mid)
         growth = np.expm1(self.rad) * (1 + LIBM_REL)
-        scale = np.exp(self.mid) * (1 + LIBM_REL)
+        scale = np.exp(self.mid) * (1 + 2 * LIBM_REL) + 8 * TINY   # >= exp(x), underflow included
         return Ball(z, _up(scale * growth + LIBM_REL * np.abs(z) + 8 * TINY))
 
     def log(self):

@@ -118,31 +118,49 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
 
 
+# How a probe changes the entries it changes: (log q, ref) -> new (log q, ref).  A shuffle
+# (other values), then log r = ref - log q moved far up and far down: a reduction that
+# picks one entry (a max, a min, the first row) moves under one of them.
+_CHANGES = (lambda q, r, rolled_q, rolled_r: (rolled_q - 0.25, rolled_r + 0.25),
+            lambda q, r, rolled_q, rolled_r: (q, r - 4.0),
+            lambda q, r, rolled_q, rolled_r: (q - 4.0, r))
+
+
 def probe_term(torch, func, logq_row: np.ndarray, ref_row: np.ndarray) -> tuple[tuple[str, ...], str]:
     """(the axes the term mixes: ``"positions"``, ``"batch rows"``; the precision it
     computes in, on-policy), from probes built of one position's log-probs (V values): a
     base of two positions, then the same with the second position changed, then with the
-    odd rows changed.  On-policy its weights are 1, so a narrower dtype inside shows in
-    the values (off-policy a float64 weight hides it)."""
+    odd rows changed, then the even ones, each in the three ways of ``_CHANGES``; the
+    unchanged entries must keep their values and gradients.  On-policy its weights are 1,
+    so a narrower dtype inside shows in the values (off-policy a float64 weight hides it)."""
     size = len(logq_row)
     base_q = np.stack([logq_row, np.roll(logq_row, 1)], axis=1)
     base_r = np.stack([ref_row, np.roll(ref_row, 1)], axis=1)
     values, gradient, returned = _probe(torch, func, base_q, base_r)
+
+    def moves(changed, rolled_q, rolled_r):
+        """Does an entry outside ``changed`` (a boolean mask of base's shape) move?"""
+        for change in _CHANGES:
+            other_q, other_r = base_q.copy(), base_r.copy()
+            new_q, new_r = change(base_q, base_r, rolled_q, rolled_r)
+            other_q[changed], other_r[changed] = new_q[changed], new_r[changed]
+            moved_values, moved_gradient, _ = _probe(torch, func, other_q, other_r)
+            kept = ~changed
+            if not (_same(values[kept], moved_values[kept]) and _same(gradient[kept], moved_gradient[kept])):
+                return True
+        return False
+
     mixed = []
-    # other positions of the same rows change: column 0 must not move
-    other_q, other_r = base_q.copy(), base_r.copy()
-    other_q[:, 1], other_r[:, 1] = np.roll(logq_row, 2), np.roll(ref_row, 3)
-    moved_values, moved_gradient, _ = _probe(torch, func, other_q, other_r)
-    if not (_same(values[:, 0], moved_values[:, 0]) and _same(gradient[:, 0], moved_gradient[:, 0])):
+    second = np.zeros(base_q.shape, dtype=bool)
+    second[:, 1] = True
+    shuffled_q = np.stack([logq_row, np.roll(logq_row, 2)], axis=1)
+    shuffled_r = np.stack([ref_row, np.roll(ref_row, 3)], axis=1)
+    if moves(second, shuffled_q + 0.25, shuffled_r - 0.25):   # other positions of the same rows
         mixed.append("positions")
     if size >= 2:
-        # other rows change: the even rows must not move
-        odd = np.arange(size) % 2 == 1
-        other_q, other_r = base_q.copy(), base_r.copy()
-        other_q[odd] = np.roll(base_q, 1, axis=0)[odd] - 0.25
-        other_r[odd] = np.roll(base_r, 1, axis=0)[odd] + 0.25
-        moved_values, moved_gradient, _ = _probe(torch, func, other_q, other_r)
-        if not (_same(values[~odd], moved_values[~odd]) and _same(gradient[~odd], moved_gradient[~odd])):
+        rows = np.arange(size)[:, None] % 2 == np.zeros(base_q.shape, dtype=int)
+        rolled_q, rolled_r = np.roll(base_q, 1, axis=0), np.roll(base_r, 1, axis=0)
+        if moves(~rows, rolled_q, rolled_r) or moves(rows, rolled_q, rolled_r):   # other rows
             mixed.append("batch rows")
     return tuple(mixed), detected_precision(values, returned)
 

@@ -55,9 +55,10 @@ def run(args) -> int:
 
     if args.term is None and (args.option or args.bind or args.timeout is not None or args.usage != "loss"):
         raise UsageError("--usage, --option, --bind and --timeout go with --term FILE.py:FUNC")
+    options = parse_assignments(args.option, "--option", literal=True)
+    binds = parse_assignments(args.bind, "--bind", literal=False)
     result = sequences(args.estimator, p_logits=args.p_logits, q_logits=args.q_logits, gradients=args.gradients,
-                       term=args.term, usage=args.usage, options=parse_assignments(args.option, "--option", literal=True),
-                       binds=parse_assignments(args.bind, "--bind", literal=False), timeout=args.timeout)
+                       term=args.term, usage=args.usage, options=options, binds=binds, timeout=args.timeout)
     note = output_note(result.output)
     if note:
         print(note, file=sys.stderr)

@@ -44,8 +44,8 @@ of +-inf is reported with variance +inf, as in the exact layer).
 Error bounds: every number is a :class:`Ball` (``balls``: rigorous radius per operation,
 numpy's exp/log at a stated 4 ulps doubled); f's values and a term's coefficients come
 from the caller with their own bounds (the API evaluates f and the catalog coefficients in
-ball arithmetic, ``ball_expression``; a torch term's bound is the torch path's model).  Final scalars (ratios, square roots)
-are mpmath interval arithmetic.  A value that leaves the float64 range is not a number but
+ball arithmetic, ``ball_expression``; a torch term's bound is the torch path's model).
+Final scalars (ratios, square roots) are mpmath interval arithmetic.  A value that leaves the float64 range is not a number but
 a finding: its block is reported undecided.  An mpmath per-sequence enumeration is the
 test oracle (tests/test_sequence_models.py), not the bound.
 """
@@ -364,7 +364,8 @@ def _estimator_moments(tree: Tree, function: TokenFunction) -> dict:
     if tree.kl_qp_infinite:
         at_zero = float(function.at_zero())
         if math.isnan(at_zero):
-            raise SequenceUndecided(f"{function.name}: f(r) has no limit as r -> 0, where q samples a token p never takes")
+            raise SequenceUndecided(f"{function.name}: f(r) has no limit as r -> 0, where q samples a token p never "
+                                    "takes")
         if math.isinf(at_zero):
             infinite, variance = Bounded(at_zero), Bounded(math.inf)
             return {"mc_mean": infinite, "mc_variance": variance, "rb_mean": infinite, "rb_variance": variance}

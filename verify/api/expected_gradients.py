@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from verify.api.documents import json_document
-from verify.api.inputs import check_expect, check_timeout, load_estimator, parse_modes
+from verify.api.inputs import check_expect, check_term_arguments, check_timeout, load_estimator, parse_modes
 from verify.api.verdicts import decide_symbolic
 from verify.errors import UsageError
 
@@ -239,17 +239,13 @@ def term_gradients(target: str, *, usage: str = "loss", policy=None, reference=N
     require_torch()
     check_timeout(timeout)
     check_expect(expect)
-    if usage not in ("loss", "reward"):
-        raise UsageError(f"unknown usage {usage!r}; known: loss, reward")
+    check_term_arguments(usage, options, binds)
     if kind not in ("token", "full"):
         raise UsageError(f"unknown kind {kind!r}; known: token, full")
     if kind == "full" and usage != "loss":
         raise UsageError("--kind full: a full-vocabulary term is a loss (it samples nothing to reward)")
     given = {key: value for key, value in (("policy", policy), ("reference", reference), ("old", old))
              if value is not None}
-    for label, mapping in (("options", options), ("binds", binds)):
-        if mapping is not None and not (isinstance(mapping, dict) and all(isinstance(k, str) for k in mapping)):
-            raise UsageError(f"{label} must be a dict keyed by parameter name")
     outcome = run_isolated(_term_in_worker, (target, usage, given, options or {}, binds or {}, kind),
                            seconds=timeout if timeout is not None else DEFAULT_SECONDS)
     if outcome.failure is not None:

@@ -142,6 +142,16 @@ def has_autograd(estimator) -> bool:
                                               or getattr(estimator, "numeric_grad", None) is not None)
 
 
+def check_term_arguments(usage, options, binds) -> None:
+    """A torch term's usage (loss or reward) and its ``options``/``binds`` (dicts keyed by
+    parameter name, or None); UsageError otherwise."""
+    if usage not in ("loss", "reward"):
+        raise UsageError(f"unknown usage {usage!r}; known: loss, reward")
+    for label, mapping in (("options", options), ("binds", binds)):
+        if mapping is not None and not (isinstance(mapping, dict) and all(isinstance(k, str) for k in mapping)):
+            raise UsageError(f"{label} must be a dict keyed by parameter name")
+
+
 def check_timeout(timeout):
     """A time limit in (0, 3600] seconds, or None (the default); UsageError otherwise."""
     if timeout is None:

@@ -251,7 +251,7 @@ def _term_in_worker(target, p_table, q_table, usage, options, binds):
 
 def _torch_term(target, p_table, q_table, usage, options, binds, timeout):
     """(SampledCoefficients, notes, what the term printed) of the user's torch term, run isolated."""
-    from verify.api.inputs import check_timeout
+    from verify.api.inputs import check_term_arguments, check_timeout
     from verify.api.isolation import DEFAULT_SECONDS, UserCodeFailed, run_isolated
     from verify.core.frameworks import require_torch
 
@@ -259,11 +259,7 @@ def _torch_term(target, p_table, q_table, usage, options, binds, timeout):
     check_timeout(timeout)
     if not isinstance(target, str) or ":" not in target:
         raise UsageError(f"a torch term is FILE.py:FUNC, got {target!r}")
-    if usage not in ("loss", "reward"):
-        raise UsageError(f"unknown usage {usage!r}; known: loss, reward")
-    for label, mapping in (("options", options), ("binds", binds)):
-        if mapping is not None and not (isinstance(mapping, dict) and all(isinstance(k, str) for k in mapping)):
-            raise UsageError(f"{label} must be a dict keyed by parameter name")
+    check_term_arguments(usage, options, binds)
     outcome = run_isolated(_term_in_worker, (target, p_table, q_table, usage, options or {}, binds or {}),
                            seconds=timeout if timeout is not None else DEFAULT_SECONDS)
     if outcome.failure is not None:

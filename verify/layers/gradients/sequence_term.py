@@ -40,9 +40,9 @@ MAX_TOKENS = 1 << 24
 CALL_SEQUENCES = 1 << 15  # sequences per call of the term
 
 
-def _log_probs(q_logits, p_logits, vocabulary, length, first, count):
-    """(log q, log p) of the tokens of sequences [first, first + count), each (count, T)."""
-    log_q_table, log_p_table = log_softmax(q_logits, axis=1), log_softmax(p_logits, axis=1)
+def _log_probs(log_q_table, log_p_table, vocabulary, length, first, count):
+    """(log q, log p) of the tokens of sequences [first, first + count), each (count, T),
+    from the log-softmax of each table."""
     n = np.arange(first, first + count)
     log_q, log_p = np.empty((count, length)), np.empty((count, length))
     for t in range(length):
@@ -80,7 +80,8 @@ def sampled_coefficients(func, p_logits, q_logits, usage: str = "loss", name: st
     if sequences * length > MAX_TOKENS:
         raise UsageError(f"a torch term is called on every token of every sequence: {sequences} x {length} tokens "
                          f"is more than {MAX_TOKENS}")
-    row_q, row_p = log_softmax(q_logits[0]), log_softmax(p_logits[0])
+    log_q_table, log_p_table = log_softmax(q_logits, axis=1), log_softmax(p_logits, axis=1)
+    row_q, row_p = log_q_table[0], log_p_table[0]
     finite = np.isfinite(row_q) & np.isfinite(row_p)
     mixes, probed = probe_term(torch, func, row_q[finite] if finite.sum() >= 2 else np.log([0.5, 0.5]),
                                row_p[finite] if finite.sum() >= 2 else np.log([0.5, 0.5]))
@@ -91,7 +92,7 @@ def sampled_coefficients(func, p_logits, q_logits, usage: str = "loss", name: st
     fallback, precisions = False, {probed}
     for first in range(0, sequences, CALL_SEQUENCES):
         count = min(CALL_SEQUENCES, sequences - first)
-        log_q, log_p = _log_probs(q_logits, p_logits, vocabulary, length, first, count)
+        log_q, log_p = _log_probs(log_q_table, log_p_table, vocabulary, length, first, count)
         with np.errstate(all="ignore"):
             c64, values, returned = _call(torch, func, log_q, log_p, usage, torch.float64)
             precision = max(detected_precision(values[np.isfinite(log_q).all(axis=1)], returned), probed,

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from verify.api import validate
 from verify.api.sequences import sequences
 from verify.cli import main
 from verify.errors import UsageError
@@ -239,6 +240,8 @@ def test_hostile_terms(tmp_path, capsys):
     captured = capsys.readouterr()
     document = json.loads(captured.out)
     assert "noise" not in captured.out and "printed" in captured.err
+    validate(document)
+    assert document["gradients"]["prints:loss"]["description"].startswith("the torch term")
     assert document["gradients"]["prints:loss"]["cosine_to_grad_kl_qp"] is None   # k1 as a loss: zero vector
     # an early exit and a hang end the command with a failure, never a pass: one line of text,
     # or one JSON document of kind "failure"
@@ -375,3 +378,20 @@ def test_an_expression_sympy_cannot_build_is_one_line(capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad expression" in err
+
+
+def test_catalog_rows_through_the_cli(tmp_path, capsys):
+    """--gradients adds ENTRY:MODE rows to the text and to the JSON (valid against its schema)."""
+    p, q = MODELS["near"]
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    tables = ["--p-logits", str(tmp_path / "p.npy"), "--q-logits", str(tmp_path / "q.npy")]
+    assert main(["sequences", *tables, "--gradients", "verl_low_var_kl,trl_ppo_k1", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    validate(document)
+    assert list(document["gradients"]) == ["k1_loss", "k2_loss", "k3_loss", "k1_reward", "verl_low_var_kl:loss",
+                                           "verl_low_var_kl:reward", "trl_ppo_k1:reward"]
+    assert main(["sequences", *tables, "--gradients", "trl_ppo_k1"]) == 0
+    assert "trl_ppo_k1:reward (the term as a per-token reward" in capsys.readouterr().out
+    assert main(["sequences", *tables, "--usage", "reward"]) == 2
+    assert "go with --term" in capsys.readouterr().err

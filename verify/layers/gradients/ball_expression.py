@@ -38,7 +38,9 @@ def compile_ball(expr) -> sp.Expr:
     from sympy.codegen.cfunctions import expm1, log1p
     from sympy.codegen.rewriting import expm1_opt, log1p_opt, optimize
 
-    expr = optimize(sp.sympify(expr), [expm1_opt, log1p_opt])
+    if not isinstance(expr, sp.Basic):   # never a string: nothing here parses text
+        raise Unsupported(f"expected a sympy expression, got {type(expr).__name__}")
+    expr = optimize(expr, [expm1_opt, log1p_opt])
     allowed = (sp.Add, sp.Mul, sp.Pow, sp.exp, sp.log, sp.Abs, sp.Min, sp.Max, sp.Piecewise, ExprCondPair,
                expm1, log1p, Relational, And, Or, Not, ITE, BooleanTrue, BooleanFalse)
     for node in sp.preorder_traversal(expr):

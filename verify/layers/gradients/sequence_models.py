@@ -240,11 +240,13 @@ def _main_block(tree: Tree, terms=()):
                                                       _child(children, "SB"))
         deviations = (total_a - out["MA"][:, None]) * (total_b - out["MB"][:, None])
         out["C"] = (tokens.q * (_child(children, "C") + deviations)).where(live).sum()
-        kl = _gradient_sums(tree, tokens, children, depth, a, b, k1, excess, total_a, totals)
+        gradient = _expected_gradient(tree, tokens, depth, a, b)
+        kl = _gradient_sums(tree, tokens, children, depth, a, b, gradient, k1, excess, total_a, totals)
         for term in terms:
             if term.name not in failed:
                 try:
-                    _term_sums(tree, term, sums.get(term.name), tokens, children, depth, a, b, kl, totals, out)
+                    _term_sums(tree, term, sums.get(term.name), tokens, children, depth, a, b, gradient, kl, totals,
+                               out)
                 except SequenceUndecided as error:   # this term only: the others go on
                     failed[term.name] = str(error)
         return out
@@ -253,9 +255,9 @@ def _main_block(tree: Tree, terms=()):
     return block
 
 
-def _gradient_sums(tree, tokens, children, depth, a, b, k1, excess, kl_coefficient, totals):
-    """Add this chunk's squares and products of the expected gradients to ``totals``."""
-    gradient = _expected_gradient(tree, tokens, depth, a, b)
+def _gradient_sums(tree, tokens, children, depth, a, b, gradient, k1, excess, kl_coefficient, totals):
+    """Add this chunk's squares and products of the expected gradients to ``totals``
+    (``gradient``: the chunk's coefficient -> expected gradient map); returns grad KL's part."""
 
     future = _child(children, "MA")
     kl = gradient(kl_coefficient)   # k1 + KL to go
@@ -285,7 +287,7 @@ def _expected_gradient(tree, tokens, depth, a, b):
     return gradient
 
 
-def _term_sums(tree, term, sums, tokens, children, depth, a, b, kl, totals, out):
+def _term_sums(tree, term, sums, tokens, children, depth, a, b, gradient, kl, totals, out):
     """A term's expected gradient on this chunk, and its squares and products with the KL's."""
     live = tokens.live
     if isinstance(term, SampledCoefficients):
@@ -301,7 +303,7 @@ def _term_sums(tree, term, sums, tokens, children, depth, a, b, kl, totals, out)
             to_go = (rewards + _child(children, "R:" + term.name)).where(live)
             out["R:" + term.name] = (tokens.q * to_go).where(live).sum()
             coefficient = coefficient + to_go * term.reward_scale
-        term_gradient = _expected_gradient(tree, tokens, depth, a, b)(coefficient)
+        term_gradient = gradient(coefficient)
     _add(totals, term.name + ":norm", term_gradient.square())
     _add(totals, term.name + ":dot", term_gradient * kl)
     _add(totals, term.name + ":diff", (term_gradient - kl).square())

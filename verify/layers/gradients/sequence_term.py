@@ -105,13 +105,11 @@ def sampled_coefficients(func, p_logits, q_logits, usage: str = "loss", name: st
                 per_token = per_token.sum(axis=1, keepdims=True) if usage == "reward" else per_token
                 bound = bound + PRECISION_SAFETY * EPS[precision] * per_token
             c32, _, _ = _call(torch, func, log_q, log_p, usage, torch.float32)
-            if np.all(np.isfinite(c32) | ~np.isfinite(c64)):
-                bound = bound + PRECISION_SAFETY * (EPS64 / EPS32) * np.abs(c64 - c32)
-            else:
-                sampled = np.isfinite(log_q).all(axis=1)[:, None]
-                fallback |= bool(np.any(~np.isfinite(c32) & sampled))
-                bound = bound + np.where(np.isfinite(c32), PRECISION_SAFETY * (EPS64 / EPS32) * np.abs(c64 - c32),
-                                         FALLBACK_REL * size)
+            float32_finite = np.isfinite(c32)
+            bound = bound + np.where(float32_finite, PRECISION_SAFETY * (EPS64 / EPS32) * np.abs(c64 - c32),
+                                     FALLBACK_REL * size)
+            sampled = np.isfinite(log_q).all(axis=1)[:, None]
+            fallback |= bool(np.any(~float32_finite & np.isfinite(c64) & sampled))
         mid[first:first + count], rad[first:first + count] = c64, bound
     notes = []
     if "positions" in mixes:
